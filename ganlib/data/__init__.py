@@ -1,0 +1,75 @@
+"""Datasets and data sources.
+
+A *source* is anything with ``sample(n, generator) -> Tensor``: the Trainer
+draws every real batch through it with its own ``torch.Generator``, so a
+resumed run draws exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .images import load_digits, load_lfw_faces, load_torchvision, stacked_digits
+from .mixtures import GaussianMixture, grid_of_gaussians, ring_of_gaussians
+
+__all__ = [
+    "GaussianMixture", "ring_of_gaussians", "grid_of_gaussians", "load_digits", "stacked_digits",
+    "load_lfw_faces", "load_torchvision", "TensorSource", "load_dataset", "DATASETS",
+]
+
+
+class TensorSource:
+    """Draws random rows (with replacement) of a fixed tensor, on that tensor's device."""
+
+    def __init__(self, data: torch.Tensor):
+        if not isinstance(data, torch.Tensor) or data.ndim < 2 or len(data) == 0:
+            raise ValueError("TensorSource needs a non-empty tensor of shape [N, ...]")
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def to(self, device) -> "TensorSource":
+        return TensorSource(self.data.to(device))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        gen_device = generator.device if generator is not None else self.data.device
+        idx = torch.randint(len(self.data), (n,), generator=generator, device=gen_device)
+        return self.data[idx.to(self.data.device)]
+
+
+class StackedDigitsSource:
+    """Fresh stacked-digit images on every draw (1,000 modes), like the on-the-fly data of
+    the Unrolled-GAN setting; ``digits`` are the pool of single digits to stack."""
+
+    def __init__(self, size: int = 8, digits: tuple[torch.Tensor, torch.Tensor] | None = None):
+        self.digits = digits if digits is not None else load_digits(size)
+
+    def to(self, device) -> "StackedDigitsSource":
+        return StackedDigitsSource(digits=(self.digits[0].to(device), self.digits[1].to(device)))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return stacked_digits(n, generator=generator, digits=self.digits)[0]
+
+
+def _digits(size: int = 8):
+    return TensorSource(load_digits(size)[0])
+
+
+DATASETS = {
+    "ring": lambda **kw: ring_of_gaussians(**kw),
+    "grid": lambda **kw: grid_of_gaussians(**kw),
+    "digits": _digits,
+    "stacked_digits": lambda size=8: StackedDigitsSource(size),
+    "lfw": lambda: TensorSource(load_lfw_faces()),
+    "mnist": lambda **kw: TensorSource(load_torchvision("mnist", **kw)[0]),
+    "fashion_mnist": lambda **kw: TensorSource(load_torchvision("fashion_mnist", **kw)[0]),
+    "cifar10": lambda **kw: TensorSource(load_torchvision("cifar10", **kw)[0]),
+}
+
+
+def load_dataset(name: str, **kwargs):
+    """A data source by name: one of ``DATASETS`` (clear error on an unknown name)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    return DATASETS[name](**kwargs)

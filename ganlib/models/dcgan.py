@@ -1,0 +1,93 @@
+"""DCGAN-style convolutional generator and discriminator for 8, 16 and 32 px images.
+
+Architecture after Radford et al. (2016): the generator maps z to a 4x4 map and
+doubles resolution with stride-2 transposed convolutions (normalization + ReLU),
+ending in a 3x3 convolution and ``tanh``; the discriminator mirrors it with
+stride-2 convolutions and LeakyReLU(0.2) down to 4x4, then a linear layer.
+``width`` is the channel count at full resolution; channels double at every
+halving, so ``width`` is the knob that makes a network wider or narrower.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+SIZES = (8, 16, 32)
+
+
+def _n_stages(image_size: int) -> int:
+    if image_size not in SIZES:
+        raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
+    return int(math.log2(image_size // 4))
+
+
+def _norm2d(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # LayerNorm over (C, H, W) as GroupNorm with one group: safe with penalties
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {kind!r}")
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, latent_dim: int = 64, channels: int = 1, image_size: int = 8, width: int = 64,
+                 norm: str = "batch"):
+        super().__init__()
+        stages = _n_stages(image_size)
+        if latent_dim < 1 or channels < 1 or width < 1:
+            raise ValueError("latent_dim, channels and width must be positive")
+        self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
+        top = width * 2**stages
+        self.project = nn.Sequential(nn.Linear(latent_dim, top * 16), nn.Unflatten(1, (top, 4, 4)),
+                                     _norm2d(norm, top), nn.ReLU())
+        blocks, c = [], top
+        for _ in range(stages):
+            blocks += [nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1), _norm2d(norm, c // 2), nn.ReLU()]
+            c //= 2
+        self.blocks = nn.Sequential(*blocks)
+        self.to_image = nn.Sequential(nn.Conv2d(c, channels, 3, padding=1), nn.Tanh())
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        device = device if device is not None else next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"expected latent codes [n, {self.latent_dim}], got {tuple(z.shape)}")
+        return self.to_image(self.blocks(self.project(z)))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Raw scores ``[n]`` (or ``[n, out_dim]``); no sigmoid — the loss decides.
+
+    Use ``norm="none"`` or ``"layer"`` with gradient penalties: BatchNorm couples
+    the samples of a batch, which breaks per-sample gradient penalties.
+    """
+
+    def __init__(self, channels: int = 1, image_size: int = 8, width: int = 64, norm: str = "none",
+                 spectral_norm: bool = False, out_dim: int = 1):
+        super().__init__()
+        stages = _n_stages(image_size)
+        if channels < 1 or width < 1 or out_dim < 1:
+            raise ValueError("channels, width and out_dim must be positive")
+        self.channels, self.image_size, self.out_dim = channels, image_size, out_dim
+        wrap = _sn if spectral_norm else (lambda m: m)
+        layers, c = [wrap(nn.Conv2d(channels, width, 3, padding=1)), nn.LeakyReLU(0.2)], width
+        for _ in range(stages):
+            layers += [wrap(nn.Conv2d(c, c * 2, 4, stride=2, padding=1)), _norm2d(norm, c * 2), nn.LeakyReLU(0.2)]
+            c *= 2
+        self.features = nn.Sequential(*layers)
+        self.head = wrap(nn.Linear(c * 16, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.channels, self.image_size, self.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected images [n, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
+        out = self.head(self.features(x).flatten(1))
+        return out.squeeze(1) if self.out_dim == 1 else out
