@@ -12,3 +12,4 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def _deterministic():
     torch.manual_seed(0)
     yield
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).parent))
