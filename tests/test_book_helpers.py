@@ -1,0 +1,259 @@
+"""ganlib.book: device choice, profiles, glue fallback, Colab command, timing, run info, caching."""
+
+import os
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from ganlib import book
+
+PRESETS = dict(smoke=dict(steps=2, lr=1e-3), book=dict(steps=2000, lr=1e-3), gpu=dict(steps=20000, lr=2e-4))
+
+
+class _Recorder:
+    """Stands in for IPython.display.display."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *objs, **kwargs):
+        self.calls.append((objs, kwargs))
+
+
+@pytest.fixture
+def fake_notebook(monkeypatch):
+    """Pretend to run inside IPython, recording what is displayed."""
+    import IPython.display
+
+    recorder = _Recorder()
+    monkeypatch.setattr(book, "_ipython_shell", lambda: types.SimpleNamespace(kernel=object()))
+    monkeypatch.setattr(IPython.display, "display", recorder)
+    return recorder
+
+
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    monkeypatch.delenv("GANLIB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(book, "_mps_available", lambda: False)
+
+
+# --- device -------------------------------------------------------------------------------------
+def test_device_falls_back_to_cpu_and_prints_hardware(no_accelerator, capsys):
+    dev = book.device()
+    assert dev == torch.device("cpu")
+    out = capsys.readouterr().out
+    assert out.startswith("Running on CPU:") and torch.__version__ in out
+
+
+def test_device_prefers_cuda_when_present(monkeypatch):
+    monkeypatch.delenv("GANLIB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert book.device(verbose=False) == torch.device("cuda")
+
+
+def test_device_without_request_matches_this_machine(monkeypatch):
+    monkeypatch.delenv("GANLIB_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if book._mps_available() else "cpu"
+    assert book.device(verbose=False).type == expected
+
+
+def test_device_refuses_unavailable_cuda_with_advice(no_accelerator):
+    with pytest.raises(RuntimeError, match="CUDA is not available.*device\\('cpu'\\)"):
+        book.device("cuda")
+    with pytest.raises(RuntimeError, match="MPS is not available"):
+        book.device("mps")
+
+
+def test_device_rejects_unknown_names(no_accelerator):
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        book.device("gpu0")
+
+
+def test_device_environment_override(no_accelerator, monkeypatch):
+    monkeypatch.setenv("GANLIB_DEVICE", "cpu")
+    assert book.device(verbose=False) == torch.device("cpu")
+    monkeypatch.setenv("GANLIB_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        book.device(verbose=False)
+
+
+def test_hardware_summary_names_cpu_cores_and_torch(no_accelerator):
+    text = book.hardware_summary("cpu")
+    assert text.startswith("CPU: ") and "logical CPUs" in text and text.endswith(f"torch {torch.__version__}")
+    assert "torch" not in book.hardware_summary("cpu", torch_version=False)
+
+
+# --- profiles -----------------------------------------------------------------------------------
+def test_select_profile_returns_the_chosen_preset(capsys):
+    P = book.select_profile("book", **PRESETS)
+    assert (P.name, P.steps, P.lr) == ("book", 2000, 1e-3)
+    assert vars(P) == {**PRESETS["book"], "name": "book"}
+    assert capsys.readouterr().out == ""  # no banner outside smoke
+
+
+def test_select_profile_unknown_lists_the_three():
+    with pytest.raises(ValueError, match="'smoke', 'book', 'gpu'"):
+        book.select_profile("full", **PRESETS)
+
+
+def test_select_profile_names_missing_keys():
+    presets = dict(smoke=dict(steps=2, lr=1.0, extra=1), book=dict(steps=3, lr=1.0), gpu=dict(steps=4))
+    with pytest.raises(ValueError, match=r"book lacks \['extra'\]; gpu lacks \['extra', 'lr'\]"):
+        book.select_profile("book", **presets)
+
+
+def test_select_profile_reserves_name():
+    presets = {k: {**v, "name": "x"} for k, v in PRESETS.items()}
+    with pytest.raises(ValueError, match="reserved key 'name'"):
+        book.select_profile("book", **presets)
+
+
+def test_smoke_banner_is_printed_without_ipython(capsys):
+    P = book.select_profile("smoke", **PRESETS)
+    assert P.steps == 2
+    assert book.SMOKE_BANNER in capsys.readouterr().out
+
+
+def test_smoke_banner_is_html_in_a_notebook(fake_notebook):
+    book.select_profile("smoke", **PRESETS)
+    (bundle,), kwargs = fake_notebook.calls[0]
+    assert kwargs == {"raw": True}
+    assert book.SMOKE_BANNER in bundle["text/plain"] and book.SMOKE_BANNER in bundle["text/html"]
+
+
+# --- glue ---------------------------------------------------------------------------------------
+def test_glue_without_myst_nb_does_nothing_unless_asked(fake_notebook, monkeypatch):
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb -> ImportError, as on Colab
+    value = torch.tensor(0.25)
+    assert book.glue("x", value) is value
+    assert fake_notebook.calls == []
+    assert book.glue("x", value, display=True) is value
+    assert fake_notebook.calls == [((value,), {})]
+
+
+def test_glue_outside_a_notebook_prints_only_on_display(capsys):
+    assert book.glue("n", 3) == 3
+    assert capsys.readouterr().out == ""
+    book.glue("n", 3, display=True)
+    assert capsys.readouterr().out == "3\n"
+
+
+def test_glue_uses_myst_nb_with_plain_numbers(fake_notebook, monkeypatch):
+    calls = []
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: calls.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    book.glue("a", np.float64(0.5))
+    book.glue("b", torch.tensor([2.0]), display=True)
+    book.glue("c", "text")
+    assert calls == [("a", 0.5, False), ("b", 2.0, True), ("c", "text", False)]
+    assert type(calls[0][1]) is float  # myst-nb cannot format "np.float64(0.5)"
+
+
+def test_glue_rejects_empty_name():
+    with pytest.raises(ValueError, match="non-empty string"):
+        book.glue("", 1)
+
+
+# --- Colab --------------------------------------------------------------------------------------
+def test_colab_setup_code_is_the_chapters_command():
+    assert book.colab_setup_code() == 'pip install -q "ganlib @ git+https://github.com/ganbook/gan-training-book@main"'
+    assert book.colab_setup_code("me/fork", "dev") == 'pip install -q "ganlib @ git+https://github.com/me/fork@dev"'
+    assert "torch" not in book.colab_setup_code()
+    with pytest.raises(ValueError, match="owner/name"):
+        book.colab_setup_code("not a repo")
+    with pytest.raises(ValueError, match="branch"):
+        book.colab_setup_code(branch='main" && rm -rf /')
+
+
+def test_in_colab(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert not book.in_colab()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert book.in_colab()
+
+
+def test_imports_without_myst_nb_ipywidgets_ipython_or_display():
+    code = ("import sys\n"
+            "for m in ('myst_nb', 'ipywidgets', 'IPython'): sys.modules[m] = None\n"
+            "import ganlib.book, ganlib.viz\n"
+            "ganlib.book.glue('x', 1, display=True)\n"
+            "print(ganlib.viz.static_mode())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND", "WAYLAND_DISPLAY")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "True"]
+
+
+# --- timing and run info ----------------------------------------------------------------------------
+def test_timer_measures_and_reports(capsys):
+    with book.Timer("nap") as t:
+        time.sleep(0.05)
+    assert 0.05 <= t.seconds < 5
+    assert capsys.readouterr().out == f"nap: {t}\n"
+    assert str(t).endswith(" s")
+    frozen = t.seconds
+    time.sleep(0.01)
+    assert t.seconds == frozen  # stopped at the end of the block
+
+
+def test_timer_before_start_raises():
+    with pytest.raises(RuntimeError, match="with Timer"):
+        book.Timer().seconds
+
+
+def test_run_info_fields_and_markdown(no_accelerator):
+    P = book.select_profile("gpu", **PRESETS)
+    info = book.run_info([0, 1, 2], P)
+    assert info["profile"] == "gpu" and info["seed"] == [0, 1, 2]
+    assert info["torch"] == torch.__version__ and info["hardware"].startswith("CPU: ")
+    assert len(info["date"]) == 10 and info["date"][4] == "-"
+    line = info._repr_markdown_()
+    assert "profile `gpu`" in line and "seed 0, 1, 2" in line and str(info) == line
+    with pytest.raises(ValueError, match="unknown profile"):
+        book.run_info(0, "fast")
+
+
+# --- cached_run -------------------------------------------------------------------------------------
+def test_cached_run_computes_once_then_loads(tmp_path, capsys):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"losses": torch.arange(4.0), "modes": 7, "name": "ring"}
+
+    path = tmp_path / "sub" / "ch06_book_seed0.pt"
+    first = book.cached_run(path, compute)
+    assert path.exists() and calls == [1]
+    second = book.cached_run(path, compute)
+    assert calls == [1]
+    assert "Loaded cached results" in capsys.readouterr().out
+    torch.testing.assert_close(second["losses"], first["losses"])
+    assert (second["modes"], second["name"]) == (7, "ring")
+    book.cached_run(path, compute, refresh=True)
+    assert calls == [1, 1]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary files left
+
+
+def test_cached_run_refuses_unsafe_results_before_writing(tmp_path):
+    path = tmp_path / "r.pt"
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        book.cached_run(path, lambda: {"a": np.zeros(3)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cached_run_corrupt_file_says_what_to_do(tmp_path):
+    path = tmp_path / "r.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(RuntimeError, match="refresh=True"):
+        book.cached_run(path, lambda: 1)
+    assert book.cached_run(path, lambda: 5, refresh=True, verbose=False) == 5
+    assert book.cached_run(path, lambda: 6, verbose=False) == 5
