@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -229,7 +230,9 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        bar = tqdm(total=target, initial=self.step, disable=not cfg.progress, desc="training", leave=False)
+        # GANLIB_STATIC=1 (set when the book is built) turns the bar off: a static page can't animate it
+        show = cfg.progress and os.environ.get("GANLIB_STATIC") != "1"
+        bar = tqdm(total=target, initial=self.step, disable=not show, desc="training", leave=False)
         start = time.perf_counter()
         try:
             while self.step < target:
