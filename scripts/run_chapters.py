@@ -1,0 +1,471 @@
+#!/usr/bin/env python
+"""Execute the book's chapters with papermill, in the order of ``_toc.yml``.
+
+``_toc.yml`` is the single list of chapters: a notebook it does not list is
+never run, and a file it lists that does not exist is an error.  Executed
+copies go to ``BUILD/executed/<same path>.ipynb`` (never over the sources) and
+are what ``scripts/build_html.py`` renders.
+
+    python scripts/run_chapters.py --profile smoke              # all chapters, CI size
+    python scripts/run_chapters.py --profile book --only 06     # one chapter
+    python scripts/run_chapters.py --only 01_gan_game -p SEED 3  # extra parameters
+    python scripts/run_chapters.py --list                       # chapters + parameters
+
+Why not plain ``papermill``: papermill only *warns* about a parameter the
+notebook does not define and then silently runs the full-size defaults, so a
+misspelt ``-p PROFLE smoke`` would cost an hour.  This runner refuses it,
+stops on the first failing cell (printing that cell and its traceback), hides
+papermill's injected-parameters cell (tag ``remove-cell``) when it only
+repeats the defaults, stamps each executed copy with its profile, run time and
+source hash (``metadata.ganbook``; build_html.py refuses stale or failed
+copies) and records the wall times in ``BUILD/executed/timings.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import difflib
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = ("smoke", "book", "gpu")
+KERNEL_NAME = "ganbook"
+DEFAULT_CELL_TIMEOUT = {"smoke": 300, "book": 1200, "gpu": None}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class ToolingError(Exception):
+    """A problem the user can fix; main() prints it without a Python traceback."""
+
+
+class ParameterError(ToolingError, ValueError):
+    """A parameter the chapter's ``parameters`` cell does not define."""
+
+
+# --------------------------------------------------------------------------- toc
+@dataclass(frozen=True)
+class TocEntry:
+    """One file listed in ``_toc.yml``: ``name`` as written there (no suffix)."""
+
+    name: str
+    path: Path | None  # the existing file (.ipynb or .md); None if missing
+    part: str | None
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.path is not None and self.path.suffix == ".ipynb"
+
+    @property
+    def html(self) -> str:
+        """Path of the page in the built HTML, relative to the html root."""
+        return self.name + ".html"
+
+
+def _resolve(root: Path, name: str) -> Path | None:
+    p = root / name
+    if p.suffix in (".ipynb", ".md"):
+        return p if p.is_file() else None
+    for suffix in (".ipynb", ".md"):
+        if p.with_suffix(suffix).is_file():
+            return p.with_suffix(suffix)
+    return None
+
+
+def read_toc(root: Path = REPO) -> list[TocEntry]:
+    """Every file of ``root/_toc.yml`` in reading order, root page first."""
+    import yaml
+
+    toc_path = root / "_toc.yml"
+    if not toc_path.is_file():
+        raise ToolingError(f"{toc_path} not found: the book's chapters are listed there")
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+    if not isinstance(toc, dict) or "root" not in toc:
+        raise ToolingError(f"{toc_path}: expected a jb-book toc with a 'root:' entry")
+    entries: list[TocEntry] = []
+
+    def strip(name: str) -> str:
+        return re.sub(r"\.(ipynb|md)$", "", str(name))
+
+    def walk(items, part):
+        for item in items or []:
+            if "file" in item:
+                name = strip(item["file"])
+                entries.append(TocEntry(name, _resolve(root, name), part))
+            walk(item.get("sections"), part)
+
+    entries.append(TocEntry(strip(toc["root"]), _resolve(root, strip(toc["root"])), None))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"), part.get("caption"))
+    walk(toc.get("chapters"), None)
+    walk(toc.get("sections"), None)
+    return entries
+
+
+def toc_chapters(root: Path = REPO, only: list[str] | None = None) -> list[TocEntry]:
+    """The toc's notebooks (what the runner executes), narrowed by ``only``.
+
+    A listed file that does not exist is an error once it is selected (so
+    ``--only 01`` works while other chapters are still being written).
+    """
+    candidates = [e for e in read_toc(root) if e.is_notebook or e.path is None]
+    picked = select(candidates, only)
+    missing = [e.name for e in picked if e.path is None]
+    if missing:
+        raise ToolingError(
+            "listed in _toc.yml but neither .ipynb nor .md exists: " + ", ".join(missing)
+            + "\n  create the file, remove it from _toc.yml, or pick chapters with --only"
+        )
+    return picked
+
+
+def select(chapters: list[TocEntry], only: list[str] | None) -> list[TocEntry]:
+    """Chapters matching ``--only`` (a path, a file stem or a stem prefix such as ``06``)."""
+    if not only:
+        return chapters
+    picked: list[TocEntry] = []
+    for wanted in only:
+        key = re.sub(r"\.ipynb$", "", wanted.strip().rstrip("/"))
+        hits = [
+            c for c in chapters
+            if key in (c.name, Path(c.name).name) or Path(c.name).name.startswith(key)
+        ]
+        if len(hits) != 1:
+            names = ", ".join(Path(c.name).name for c in chapters)
+            why = "matches no chapter" if not hits else "is ambiguous"
+            raise ToolingError(f"--only {wanted!r} {why} of _toc.yml; chapters: {names}")
+        if hits[0] not in picked:
+            picked.append(hits[0])
+    return [c for c in chapters if c in picked]  # toc order
+
+
+# --------------------------------------------------------------------- parameters
+def parse_value(text: str):
+    """Type a ``-p NAME VALUE`` value the way the papermill CLI does."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def validate_parameters(notebook: Path, parameters: dict) -> dict:
+    """Refuse any name the chapter's single ``parameters`` cell does not define.
+
+    Returns papermill's description of the declared parameters.
+    Raises ParameterError (a ValueError) naming the closest declared names.
+    """
+    import nbformat
+    import papermill
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ParameterError(
+            f"{notebook}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
+        )
+    declared = papermill.inspect_notebook(str(notebook))
+    unknown = [name for name in parameters if name not in declared]
+    if unknown:
+        lines = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"  {name!r}{hint}")
+        raise ParameterError(
+            f"{notebook.name}: its parameters cell does not define\n" + "\n".join(lines)
+            + f"\n  declared parameters: {', '.join(declared) or '(none)'}"
+        )
+    return declared
+
+
+# ------------------------------------------------------------------------- kernel
+def kernel_for_this_interpreter(build_dir: Path) -> str:
+    """Name of a kernelspec that runs ``sys.executable``.
+
+    Uses the ``ganbook`` kernel `make venv` installs when it points at this
+    interpreter; otherwise writes a private one under ``build_dir/kernels`` and
+    puts it first on JUPYTER_PATH (nothing is installed anywhere else).
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if os.path.abspath(spec.argv[0]) == os.path.abspath(sys.executable):
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    kdir = build_dir / "kernels" / "kernels" / KERNEL_NAME
+    kdir.mkdir(parents=True, exist_ok=True)
+    (kdir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ganbook)",
+        "language": "python",
+    }, indent=1))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        [str(build_dir / "kernels")] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    )
+    return KERNEL_NAME
+
+
+# ---------------------------------------------------------------------- execution
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def inputs_sha256(source: Path, root: Path = REPO) -> str:
+    """Hash of what a chapter's outputs depend on: its source, ganlib, the pins."""
+    h = hashlib.sha256(source.read_bytes())
+    files = sorted(p for p in (root / "ganlib").rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts) if (root / "ganlib").is_dir() else []
+    for p in files + [root / "requirements.txt"]:
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def fresh_stamp(out: Path, source: Path, parameters: dict) -> dict | None:
+    """The run stamp of ``out`` if it is a successful run of the same inputs and parameters."""
+    try:
+        stamp = json.loads(out.read_text()).get("metadata", {}).get("ganbook", {})
+    except (OSError, ValueError):
+        return None
+    fresh = (stamp.get("status") == "ok" and stamp.get("parameters") == parameters
+             and stamp.get("inputs_sha256") == inputs_sha256(source))
+    return stamp if fresh else None
+
+
+def executed_path(build_dir: Path, entry: TocEntry) -> Path:
+    return build_dir / "executed" / (entry.name + ".ipynb")
+
+
+def hardware_summary() -> dict:
+    info = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:  # without importing torch (seconds on a loaded machine)
+        from importlib.metadata import version
+
+        info["torch"] = version("torch")
+    except Exception:
+        info["torch"] = None
+    info["gpu"] = None
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)
+            info["gpu"] = ", ".join(out.stdout.split("\n")[:1]).strip() or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def _same_as_defaults(parameters: dict, declared: dict) -> bool:
+    import ast
+
+    try:
+        return all(ast.literal_eval(declared[k]["default"]) == v for k, v in parameters.items())
+    except (KeyError, ValueError, SyntaxError):
+        return False
+
+
+def _finish(out: Path, source: Path, profile: str, parameters: dict, seconds: float) -> None:
+    """Hide the injected cell, restore the source kernelspec, stamp the run.
+
+    The injected-parameters cell gets ``remove-cell`` when it only repeats the
+    defaults shown in the chapter's parameters cell (the ``book`` profile); when
+    it changes them (smoke, gpu, ``-p``) it stays visible so that the page
+    shows what actually ran.
+    """
+    import nbformat
+    import papermill
+
+    src = nbformat.read(str(source), as_version=4)
+    nb = nbformat.read(str(out), as_version=4)
+    hide = _same_as_defaults(parameters, papermill.inspect_notebook(str(source)))
+    for cell in nb.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and hide and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    if "kernelspec" in src.metadata:  # papermill writes the kernel it used; readers need python3
+        nb.metadata["kernelspec"] = src.metadata["kernelspec"]
+    nb.metadata["ganbook"] = {
+        "profile": profile,
+        "parameters": parameters,
+        "wall_time_s": round(seconds, 2),
+        "source_sha256": sha256(source),
+        "inputs_sha256": inputs_sha256(source),
+        "executed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": "ok",
+    }
+    nbformat.write(nb, str(out))
+
+
+def run_one(entry: TocEntry, out: Path, parameters: dict, kernel: str,
+            cell_timeout: int | None, log_output: bool) -> float:
+    """Execute one chapter; returns wall seconds; raises ToolingError on failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.resolve() == entry.path.resolve():
+        raise ToolingError(f"refusing to write the executed copy over the source {entry.path}")
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(entry.path), str(out), parameters=parameters, kernel_name=kernel,
+            cwd=str(out.parent), progress_bar=False, log_output=log_output,
+            execution_timeout=cell_timeout,
+        )
+    except PapermillExecutionError as err:
+        raise ToolingError(
+            f"{entry.name}: cell {err.cell_index} raised {err.ename}: {_ANSI.sub('', str(err.evalue))}\n"
+            f"{'-' * 30} cell source {'-' * 30}\n{err.source}\n"
+            f"{'-' * 30} traceback {'-' * 32}\n" + _ANSI.sub("", "\n".join(err.traceback))
+            + f"\n(partial output kept in {out})"
+        ) from None
+    except Exception as err:  # timeouts, dead kernels, missing kernels
+        raise ToolingError(f"{entry.name}: execution failed: {type(err).__name__}: {err}") from None
+    return time.perf_counter() - t0
+
+
+def _load_timings(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("chapters"), dict) else {"chapters": {}}
+    except (OSError, ValueError):
+        return {"chapters": {}}
+
+
+def _table(rows: list[tuple[str, str, str, str]]) -> str:
+    head = ("chapter", "profile", "status", "wall time")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    fmt = "  ".join("{:<%d}" % w for w in widths[:3]) + "  {:>%d}" % widths[3]
+    lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=PROFILES, default="book",
+                    help="preset passed as PROFILE (default: book)")
+    ap.add_argument("--only", action="append", metavar="CHAPTER",
+                    help="run only this chapter (path, stem or prefix such as 06); repeatable")
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                    metavar=("NAME", "VALUE"), help="extra parameter, typed like papermill -p")
+    ap.add_argument("--build-dir", type=Path, default=REPO / "_build",
+                    help="where executed/ goes (default: _build)")
+    ap.add_argument("--cell-timeout", type=int, default=None,
+                    help="seconds per cell (default: smoke 300, book 1200, gpu none)")
+    ap.add_argument("--log-output", action="store_true", help="stream cell outputs to the log")
+    ap.add_argument("--force", action="store_true",
+                    help="rerun chapters whose executed copy is already fresh (same source, "
+                         "ganlib, requirements.txt and parameters)")
+    ap.add_argument("--list", action="store_true", help="list the chapters and their parameters")
+    args = ap.parse_args(argv)
+
+    try:
+        chapters = toc_chapters(REPO, args.only)
+        if args.list:
+            import papermill
+
+            for c in chapters:
+                params = papermill.inspect_notebook(str(c.path))
+                desc = ", ".join(f"{k}={v['default']}" for k, v in params.items())
+                print(f"{c.name:32s} {desc}")
+            return 0
+        extra = {name: parse_value(value) for name, value in args.parameter}
+        if "PROFILE" in extra:
+            raise ToolingError("set the profile with --profile, not -p PROFILE")
+        parameters = {"PROFILE": args.profile, **extra}
+        build_dir = args.build_dir.resolve()
+        if build_dir == REPO / "book" or REPO / "book" in build_dir.parents:
+            raise ToolingError("--build-dir must not be inside book/ (executed copies never go next to sources)")
+        for c in chapters:  # refuse bad names before spending minutes on earlier chapters
+            validate_parameters(c.path, parameters)
+        kernel = kernel_for_this_interpreter(build_dir)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        )
+        # the kernel inherits it: explorers render as JS animations and progress bars stay off,
+        # since the executed copies become static pages
+        os.environ.setdefault("GANLIB_STATIC", "1")
+    except ToolingError as err:
+        print(f"run_chapters: error: {err}", file=sys.stderr)
+        return 2
+
+    cell_timeout = args.cell_timeout if args.cell_timeout is not None else DEFAULT_CELL_TIMEOUT[args.profile]
+    timings_path = build_dir / "executed" / "timings.json"
+    timings = _load_timings(timings_path)
+    hardware = hardware_summary()
+    rows, failed, total = [], None, 0.0
+    print(f"Running {len(chapters)} chapter(s) with profile {args.profile!r}, kernel {kernel!r}, "
+          f"parameters {parameters}", flush=True)
+    for i, c in enumerate(chapters, 1):
+        out = executed_path(build_dir, c)
+        print(f"[{i}/{len(chapters)}] {c.name} ...", flush=True)
+        record = {"profile": args.profile, "parameters": parameters, "status": "failed",
+                  "wall_time_s": None, "finished_at": None, "hardware": hardware}
+        stamp = None if args.force else fresh_stamp(out, c.path, parameters)
+        if stamp:
+            print("    fresh (source, ganlib and pins unchanged since it ran), skipped; --force reruns it",
+                  flush=True)
+            previous = timings["chapters"].get(c.name, {})
+            record.update(status="ok", wall_time_s=stamp["wall_time_s"], finished_at=stamp.get("executed_at"),
+                          hardware=previous.get("hardware", hardware))
+            timings["chapters"][c.name] = record
+            rows.append((c.name, args.profile, "fresh", f"{stamp['wall_time_s']:.1f} s"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            seconds = run_one(c, out, parameters, kernel, cell_timeout, args.log_output)
+            _finish(out, c.path, args.profile, parameters, seconds)
+            record.update(status="ok", wall_time_s=round(seconds, 2))
+            print(f"    ok in {seconds:.1f} s -> {out}", flush=True)
+        except ToolingError as err:
+            seconds = time.perf_counter() - t0
+            record["wall_time_s"] = round(seconds, 2)
+            failed = err
+        record["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        timings["chapters"][c.name] = record
+        total += seconds
+        rows.append((c.name, args.profile, record["status"], f"{seconds:.1f} s"))
+        if failed:
+            break
+    timings_path.parent.mkdir(parents=True, exist_ok=True)
+    timings_path.write_text(json.dumps(timings, indent=1) + "\n")
+    rows.append(("total (this run)", "", "", f"{total:.1f} s"))
+    print("\n" + _table(rows))
+    print(f"timings: {timings_path}")
+    if failed:
+        print(f"\nrun_chapters: FAILED (stopped at the first error)\n{failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
