@@ -5,7 +5,7 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # tiny tensors: threads only add contention
 
 
 @pytest.fixture(autouse=True)
