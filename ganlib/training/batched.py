@@ -113,8 +113,13 @@ class SeedBatch:
             fake = self.generate(self._latent(real.shape[1]))
         real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
         losses = self._d_loss(real_logits, fake_logits)                 # [S]
+        return self._update_d(losses.sum(), losses, real_logits, fake_logits)
+
+    def _update_d(self, total, losses, real_logits, fake_logits) -> dict:
+        """Backward ``total`` (models are independent: d(sum)/d(theta_s) = d(loss_s)/d(theta_s)),
+        one Adam step, optional clipping; returns the per-model stats."""
         self.opt_d.zero_grad(set_to_none=True)
-        losses.sum().backward()       # models are independent: d(sum)/d(theta_s) = d(loss_s)/d(theta_s)
+        total.backward()
         norms = self._norms(self.d_params)
         self.opt_d.step()
         if self.clip is not None:

@@ -190,13 +190,4 @@ class PenalizedSeedBatch(SeedBatch):
             S = real.shape[0]
             penalty = self.d_penalty(_FlatCritic(self, S), real.flatten(0, 1), fake.flatten(0, 1))
             total = total + S * penalty          # = sum of the S models' penalties
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        norms = self._norms(self.d_params)
-        self.opt_d.step()
-        if self.clip is not None:
-            with torch.no_grad():
-                for p in self.d_params.values():
-                    p.clamp_(-self.clip, self.clip)
-        return {"d_loss": losses.detach(), "d_real": real_logits.detach().mean(1),
-                "d_fake": fake_logits.detach().mean(1), "grad_norm_d": norms}
+        return self._update_d(total, losses, real_logits, fake_logits)
