@@ -11,9 +11,10 @@ make_g = lambda: MLPGenerator(hidden=16, depth=2)
 make_d = lambda: MLPDiscriminator(hidden=16, depth=2)
 
 
-@pytest.mark.parametrize("loss", ["ns", "minimax"])
-def test_seed_batch_equals_separate_trainers(loss):
-    cfg = TrainConfig(steps=6, batch_size=16, n_critic=2, lr_d=1e-3, lr_g=5e-4, loss=loss, progress=False, log_every=3)
+@pytest.mark.parametrize("loss, optimizer", [("ns", "adam"), ("minimax", "adam"), ("wgan", "rmsprop")])
+def test_seed_batch_equals_separate_trainers(loss, optimizer):
+    cfg = TrainConfig(steps=6, batch_size=16, n_critic=2, lr_d=1e-3, lr_g=5e-4, loss=loss, optimizer=optimizer,
+                      progress=False, log_every=3)
     batch = SeedBatch(make_g, make_d, ring_of_gaussians(), cfg, seeds=[3, 7])
     batch.fit()
     for s, seed in enumerate([3, 7]):

@@ -99,10 +99,32 @@ def test_nan_guard_names_step_and_quantity():
 
 @pytest.mark.parametrize("bad", [dict(n_critic=0), dict(lr_d=-1.0), dict(loss="wasserstein-ish"),
                                  dict(betas_g=(0.5, 1.5)), dict(ema_decay=1.0), dict(batch_size=0),
-                                 dict(amp_dtype="fp8")])
+                                 dict(amp_dtype="fp8"), dict(optimizer="sgd")])
 def test_bad_hyperparameters_are_refused(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_rmsprop_option_takes_the_optimizer_step_of_torch_rmsprop():
+    """WGAN's Algorithm 1 trains with RMSProp: one Trainer D step must equal a hand RMSprop step."""
+    import copy
+    from ganlib.losses import d_wgan
+    seed_everything(0)
+    G, D = MLPGenerator(hidden=16, depth=2), MLPDiscriminator(hidden=16, depth=2)
+    tr = Trainer(G, D, ring_of_gaussians(), TrainConfig(steps=1, batch_size=8, lr_d=5e-3, loss="wgan",
+                                                         optimizer="rmsprop", progress=False))
+    assert isinstance(tr.opt_d, torch.optim.RMSprop) and isinstance(tr.opt_g, torch.optim.RMSprop)
+    D_hand = copy.deepcopy(D)
+    opt = torch.optim.RMSprop(D_hand.parameters(), lr=5e-3)
+    real = torch.randn(8, 2)
+    noise_rng = torch.Generator().set_state(tr.noise_rng.get_state())
+    with torch.no_grad():
+        fake = G(G.sample_latent(8, generator=noise_rng))
+    d_wgan(D_hand(real), D_hand(fake)).backward()
+    opt.step()
+    tr.d_step(real)
+    for p_hand, p_lib in zip(D_hand.parameters(), D.parameters()):
+        assert_close(p_lib, p_hand)     # an Adam step (about lr per weight) would be 10x smaller here
 
 
 def test_ttur_preset_is_sagan_setting():

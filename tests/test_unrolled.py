@@ -252,6 +252,11 @@ def test_bad_arguments_are_refused():
         _trainer(UnrolledTrainer, unroll_steps=1.5)
     with pytest.raises(ValueError, match="unroll_optimizer"):
         _trainer(UnrolledTrainer, unroll_optimizer="rmsprop")
+    seed_everything(0)
+    rms = TrainConfig(steps=4, batch_size=16, optimizer="rmsprop", progress=False)
+    with pytest.raises(ValueError, match="replays D's Adam"):
+        UnrolledTrainer(make_g(), make_d(), ring_of_gaussians(), rms, unroll_steps=2)
+    UnrolledTrainer(make_g(), make_d(), ring_of_gaussians(), rms, unroll_steps=2, unroll_optimizer="sgd")
     with pytest.raises(ValueError, match="d_penalty"):
         _trainer(UnrolledTrainer, unroll_steps=2, d_penalty=lambda D, r, f: D(r).mean())
     with pytest.raises(ValueError, match="lr"):

@@ -30,7 +30,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..losses import get_loss
-from .trainer import HISTORY_KEYS, TrainConfig, seed_everything
+from .trainer import HISTORY_KEYS, TrainConfig, make_optimizer, seed_everything
 
 
 class SeedBatch:
@@ -69,8 +69,8 @@ class SeedBatch:
         self._g_base = copy.deepcopy(gens[0]).to("meta")
         self._d_base = copy.deepcopy(discs[0]).to("meta")
         self.loss = get_loss(config.loss)
-        self.opt_g = torch.optim.Adam(self.g_params.values(), lr=config.lr_g, betas=config.betas_g)
-        self.opt_d = torch.optim.Adam(self.d_params.values(), lr=config.lr_d, betas=config.betas_d)
+        self.opt_g = make_optimizer(self.g_params.values(), config, "g")
+        self.opt_d = make_optimizer(self.d_params.values(), config, "d")
         self.source = source.to(self.device) if hasattr(source, "to") else source
         self.noise_rngs = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
         self.data_rngs = [torch.Generator(self.device).manual_seed(s + 1) for s in self.seeds]

@@ -71,7 +71,7 @@ from torch import nn
 
 from .. import losses as _losses
 from .checkpoint import CheckpointError, load_checkpoint
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, make_optimizer
 
 __all__ = [
     "maf_d_loss", "maf_g_loss", "realness", "dlle_transform", "dlle_loss", "isomap_mix", "isomap_target",
@@ -939,8 +939,8 @@ class MaEMEnsemble:
         self.maem = arms[0]                      # the shared options
         self.G, self.D = SeedEnsemble(Gs), SeedEnsemble(Ds)
         self.source = source.to(self.device) if hasattr(source, "to") else source
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=config.betas_g)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=config.betas_d)
+        self.opt_g = make_optimizer(self.G.parameters(), config, "g")
+        self.opt_d = make_optimizer(self.D.parameters(), config, "d")
         self.noise_rng = torch.Generator(self.device).manual_seed(config.seed)
         self.data_rng = torch.Generator(self.device).manual_seed(config.seed + 1)
         self.maem_rng = torch.Generator(self.device).manual_seed(config.seed + 3)

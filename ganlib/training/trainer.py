@@ -34,6 +34,7 @@ from torch import nn
 from ..losses import get_loss
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
+OPTIMIZERS = ("adam", "rmsprop")
 HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g")
 
 
@@ -53,6 +54,7 @@ def seed_everything(seed: int) -> None:
 class TrainConfig:
     """Hyperparameters of a :class:`Trainer` run (defaults: DCGAN's Adam settings).
 
+    ``optimizer`` is ``"adam"`` or ``"rmsprop"`` (see :func:`make_optimizer`).
     ``amp_dtype="bf16"`` runs forward passes under bfloat16 autocast (no loss scaling
     needed). ``checkpoint_every=0`` saves only at the end of :meth:`Trainer.fit`.
     """
@@ -64,6 +66,7 @@ class TrainConfig:
     lr_g: float = 2e-4
     betas_d: tuple = (0.5, 0.999)
     betas_g: tuple = (0.5, 0.999)
+    optimizer: str = "adam"
     loss: str = "ns"
     ema_decay: float | None = None
     amp_dtype: str | None = None
@@ -93,6 +96,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be two numbers in [0, 1), got {b!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.amp_dtype not in (None, "bf16"):
             raise ValueError(f"amp_dtype must be None or 'bf16', got {self.amp_dtype!r}")
         get_loss(self.loss)  # unknown loss names fail here, before any model is touched
@@ -104,6 +109,22 @@ class TrainConfig:
         (Heusel et al., 2017 prove convergence for separate learning rates)."""
         base = dict(lr_d=4e-4, lr_g=1e-4, betas_d=(0.0, 0.9), betas_g=(0.0, 0.9), n_critic=1)
         return cls(**{**base, **overrides})
+
+
+def make_optimizer(params, config: TrainConfig, player: str) -> torch.optim.Optimizer:
+    """The optimizer of one player (``"d"`` or ``"g"``) as ``config`` asks for it.
+
+    ``"adam"`` uses ``lr_<player>`` and ``betas_<player>``; ``"rmsprop"`` (WGAN, Arjovsky et
+    al. 2017, Algorithm 1: momentum made their critic unstable) uses ``lr_<player>`` and
+    PyTorch's defaults, ignoring the betas. Both are elementwise, so one optimizer over
+    stacked parameters (``SeedBatch``) equals one optimizer per model.
+    """
+    if player not in ("d", "g"):
+        raise ValueError(f"player must be 'd' or 'g', got {player!r}")
+    lr = getattr(config, f"lr_{player}")
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=getattr(config, f"betas_{player}"))
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -150,8 +171,8 @@ class Trainer:
         self.source = source.to(self.device) if hasattr(source, "to") else source
         self.loss = get_loss(config.loss)
         self.d_penalty, self.d_after_step, self.callbacks = d_penalty, d_after_step, list(callbacks)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas_d)
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas_g)
+        self.opt_d = make_optimizer(discriminator.parameters(), config, "d")
+        self.opt_g = make_optimizer(generator.parameters(), config, "g")
         self.G_ema = None
         if config.ema_decay is not None:
             self.G_ema = copy.deepcopy(generator).eval().requires_grad_(False)

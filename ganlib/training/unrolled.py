@@ -304,6 +304,13 @@ def unrolled_generator_loss(d_forward: Callable[[Params, torch.Tensor], torch.Te
 
 # --- the trainer -------------------------------------------------------------------------------
 
+def _check_unroll_optimizer(unroll_optimizer: str, config) -> None:
+    """Unrolling Adam starts from D's own Adam moments, so D must be trained with Adam."""
+    if unroll_optimizer == "adam" and config.optimizer != "adam":
+        raise ValueError(f"unroll_optimizer='adam' replays D's Adam update, but D is trained with "
+                         f"optimizer={config.optimizer!r}: use TrainConfig(optimizer='adam') or unroll_optimizer='sgd'")
+
+
 class UnrolledTrainer(Trainer):
     """:class:`~ganlib.training.Trainer` whose generator step uses the unrolled surrogate loss.
 
@@ -334,6 +341,7 @@ class UnrolledTrainer(Trainer):
                          d_after_step=d_after_step, callbacks=callbacks)
         self.unroll_steps, self.unroll_optimizer = int(unroll_steps), unroll_optimizer
         self.objective = _resolve_objective(objective, self.loss)
+        _check_unroll_optimizer(unroll_optimizer, config)
         lr = config.lr_d if unroll_lr is None else unroll_lr
         if unroll_optimizer == "adam":
             self.unroll_update = FunctionalAdam(lr, config.betas_d, self.opt_d.param_groups[0]["eps"])
@@ -393,6 +401,7 @@ class UnrolledSeedBatch(SeedBatch):
         self.member_steps = torch.tensor([int(k) for k in steps])
         self.unroll_steps = int(self.member_steps.max())
         self.objective = _resolve_objective(objective, self.loss)
+        _check_unroll_optimizer(unroll_optimizer, config)
         lr = config.lr_d if unroll_lr is None else unroll_lr
         self.unroll_update = (FunctionalAdam(lr, config.betas_d, self.opt_d.param_groups[0]["eps"])
                               if unroll_optimizer == "adam" else FunctionalSGD(lr))
