@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
+from .base import LatentGenerator, check_positive_ints
 from .layers import SelfAttention2d
 
 SIZES = (8, 16, 32)
@@ -53,14 +54,13 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {kind!r}")
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(LatentGenerator):
     def __init__(self, latent_dim: int = 64, channels: int = 1, image_size: int = 8, width: int = 64,
                  norm: str = "batch", attention_resolution: int | None = None):
         super().__init__()
         stages = _n_stages(image_size)
         _check_attention(attention_resolution, image_size)
-        if latent_dim < 1 or channels < 1 or width < 1:
-            raise ValueError("latent_dim, channels and width must be positive")
+        check_positive_ints(latent_dim=latent_dim, channels=channels, width=width)
         self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
         top = width * 2**stages
         self.project = nn.Sequential(nn.Linear(latent_dim, top * 16), nn.Unflatten(1, (top, 4, 4)),
@@ -76,13 +76,8 @@ class DCGANGenerator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.to_image = nn.Sequential(nn.Conv2d(c, channels, 3, padding=1), nn.Tanh())
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        device = device if device is not None else next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"expected latent codes [n, {self.latent_dim}], got {tuple(z.shape)}")
+        self.check_latent(z)
         return self.to_image(self.blocks(self.project(z)))
 
 
@@ -98,8 +93,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         stages = _n_stages(image_size)
         _check_attention(attention_resolution, image_size)
-        if channels < 1 or width < 1 or out_dim < 1:
-            raise ValueError("channels, width and out_dim must be positive")
+        check_positive_ints(channels=channels, width=width, out_dim=out_dim)
         self.channels, self.image_size, self.out_dim = channels, image_size, out_dim
         wrap = _sn if spectral_norm else (lambda m: m)
         layers, c, r = [wrap(nn.Conv2d(channels, width, 3, padding=1)), nn.LeakyReLU(0.2)], width, image_size

@@ -11,19 +11,15 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-
-def _check_sizes(**sizes):
-    for name, value in sizes.items():
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+from .base import LatentGenerator, check_positive_ints
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(LatentGenerator):
     """z ~ N(0, I) in ``latent_dim`` -> ``depth`` hidden ReLU layers -> ``out_dim`` (linear output)."""
 
     def __init__(self, latent_dim: int = 2, out_dim: int = 2, hidden: int = 128, depth: int = 3):
         super().__init__()
-        _check_sizes(latent_dim=latent_dim, out_dim=out_dim, hidden=hidden, depth=depth)
+        check_positive_ints(latent_dim=latent_dim, out_dim=out_dim, hidden=hidden, depth=depth)
         self.latent_dim = latent_dim
         layers, width = [], latent_dim
         for _ in range(depth):
@@ -32,13 +28,8 @@ class MLPGenerator(nn.Module):
         layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        device = device if device is not None else next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"expected latent codes [n, {self.latent_dim}], got {tuple(z.shape)}")
+        self.check_latent(z)
         return self.net(z)
 
 
@@ -53,7 +44,7 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, in_dim: int = 2, hidden: int = 128, depth: int = 3, out_dim: int = 1,
                  spectral_norm: bool = False):
         super().__init__()
-        _check_sizes(in_dim=in_dim, hidden=hidden, depth=depth, out_dim=out_dim)
+        check_positive_ints(in_dim=in_dim, hidden=hidden, depth=depth, out_dim=out_dim)
         self.in_dim, self.out_dim = in_dim, out_dim
         wrap = _sn if spectral_norm else (lambda m: m)
         layers, width = [], in_dim

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import LatentGenerator, check_positive_ints
 from .layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
 
 __all__ = ["ProgressiveGenerator", "ProgressiveDiscriminator"]
@@ -108,7 +109,7 @@ class _Growing(nn.Module):
         return max(1, min(self.fmap_max, self.fmap_base // resolution))
 
 
-class ProgressiveGenerator(_Growing):
+class ProgressiveGenerator(_Growing, LatentGenerator):
     """ProGAN generator; outputs ``[n, channels, r, r]`` at the current resolution ``r``.
 
     Args:
@@ -124,13 +125,12 @@ class ProgressiveGenerator(_Growing):
                  fmap_base: int = 1024, fmap_max: int = 128, normalize_latents: bool = True,
                  pixel_norm: bool = True):
         super().__init__()
-        if channels < 1 or fmap_base < 1 or fmap_max < 1:
-            raise ValueError("channels, fmap_base and fmap_max must be positive")
+        check_positive_ints(channels=channels, fmap_base=fmap_base, fmap_max=fmap_max)
         self.fmap_base, self.fmap_max = fmap_base, fmap_max
         self._init_growth(max_resolution)
+        if latent_dim is not None:
+            check_positive_ints(latent_dim=latent_dim)
         self.latent_dim = self.nf(4) if latent_dim is None else int(latent_dim)
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be positive, got {latent_dim!r}")
         self.channels = channels
         norm = PixelNorm() if pixel_norm else nn.Identity()
         self.latent_norm = PixelNorm() if normalize_latents else nn.Identity()
@@ -149,13 +149,8 @@ class ProgressiveGenerator(_Growing):
                 EqualizedConv2d(c_in, c_out, 3), act, norm, EqualizedConv2d(c_out, c_out, 3), act, norm))
             self.to_rgb.append(EqualizedConv2d(c_out, channels, 1, gain=1.0))
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        device = device if device is not None else next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"expected latent codes [n, {self.latent_dim}], got {tuple(z.shape)}")
+        self.check_latent(z)
         h = self.blocks[0](self.latent_norm(z))
         for s in range(1, self.stage):
             h = self.blocks[s](h)
@@ -180,8 +175,7 @@ class ProgressiveDiscriminator(_Growing):
     def __init__(self, channels: int = 1, max_resolution: int = 16, fmap_base: int = 1024, fmap_max: int = 128,
                  mbstd_group_size: int = 4):
         super().__init__()
-        if channels < 1 or fmap_base < 1 or fmap_max < 1:
-            raise ValueError("channels, fmap_base and fmap_max must be positive")
+        check_positive_ints(channels=channels, fmap_base=fmap_base, fmap_max=fmap_max)
         self.fmap_base, self.fmap_max = fmap_base, fmap_max
         self._init_growth(max_resolution)
         self.channels = channels
