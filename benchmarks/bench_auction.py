@@ -18,8 +18,6 @@ players) and loop / batched. Not a test: timings depend on the machine and its l
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -27,23 +25,7 @@ from ganlib.data import ring_of_gaussians
 from ganlib.models import MLPDiscriminator, MLPGenerator
 from ganlib.training import TrainConfig, Trainer
 from ganlib.training.auction import AuctionConfig, AuctionPopulation, LoopPopulation
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_steps(run, device, steps, repeats=3, warmup=5):
-    run(warmup)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        run(steps)
-        _sync(device)
-        times.append((time.perf_counter() - start) / steps * 1000)
-    return statistics.median(times)
+from timing import ms_per_step
 
 
 def main():
@@ -78,7 +60,7 @@ def main():
 
     G, D = nets(1)
     trainer = Trainer(G[0], D[0], mix, TrainConfig(**cfg))
-    results["one player (Trainer)"] = time_steps(lambda n: trainer.fit(steps=trainer.step + n), device,
+    results["one player (Trainer)"] = ms_per_step(lambda n: trainer.fit(steps=trainer.step + n), device,
                                                  args.steps, args.repeats)
 
     def pop_runner(cls, auction):
@@ -92,11 +74,11 @@ def main():
         "auction + L_aux": AuctionConfig(aux="output"),
     }
     for label, auction in variants.items():
-        results[f"batched {label}"] = time_steps(pop_runner(AuctionPopulation, auction), device,
+        results[f"batched {label}"] = ms_per_step(pop_runner(AuctionPopulation, auction), device,
                                                  args.steps, args.repeats)
     loop_steps = args.loop_steps or max(5, args.steps // 3)
     for label in ("control", "auction + L_aux"):
-        results[f"loop {label}"] = time_steps(pop_runner(LoopPopulation, variants[label]), device,
+        results[f"loop {label}"] = ms_per_step(pop_runner(LoopPopulation, variants[label]), device,
                                               loop_steps, args.repeats, warmup=2)
 
     one = results["one player (Trainer)"]

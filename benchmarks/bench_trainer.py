@@ -13,8 +13,6 @@ Not a test: timings depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -22,23 +20,7 @@ from ganlib.data import TensorSource, grid_of_gaussians
 from ganlib.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ganlib.training import TrainConfig, Trainer, seed_everything
 from ganlib.training.batched import SeedBatch
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_steps(fit, device, steps, repeats=3):
-    fit(5)  # warm-up (allocations, cuDNN autotune)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fit(steps)
-        _sync(device)
-        times.append((time.perf_counter() - start) / steps * 1000)
-    return statistics.median(times)
+from timing import ms_per_step
 
 
 def trainer_fit(make_g, make_d, source, device, **cfg):
@@ -59,11 +41,11 @@ def main():
     mix = grid_of_gaussians()
     mlp_g, mlp_d = (lambda: MLPGenerator(hidden=128, depth=3)), (lambda: MLPDiscriminator(hidden=128, depth=3))
 
-    one = time_steps(trainer_fit(mlp_g, mlp_d, mix, device, batch_size=128), device, args.steps)
+    one = ms_per_step(trainer_fit(mlp_g, mlp_d, mix, device, batch_size=128), device, args.steps)
     print(f"MLP GAN, 1 model, Trainer:              {one:8.2f} ms/step")
     batch = SeedBatch(mlp_g, mlp_d, mix, TrainConfig(steps=10**9, batch_size=128, log_every=10**6),
                       seeds=range(args.seeds), device=device)
-    vm = time_steps(lambda n: batch.fit(steps=batch.step + n), device, args.steps)
+    vm = ms_per_step(lambda n: batch.fit(steps=batch.step + n), device, args.steps)
     print(f"MLP GAN, {args.seeds} seeds, SeedBatch (vmap):    {vm:8.2f} ms/step "
           f"(vs {args.seeds * one:.2f} one after another: {args.seeds * one / vm:.1f}x)")
 
@@ -72,7 +54,7 @@ def main():
         make_g = lambda: DCGANGenerator(latent_dim=64, image_size=size, width=width)
         make_d = lambda: DCGANDiscriminator(image_size=size, width=width)
         for amp in [None] + (["bf16"] if device.type == "cuda" else []):
-            ms = time_steps(trainer_fit(make_g, make_d, data, device, batch_size=64, amp_dtype=amp), device,
+            ms = ms_per_step(trainer_fit(make_g, make_d, data, device, batch_size=64, amp_dtype=amp), device,
                             max(args.steps // 5, 5))
             print(f"DCGAN {size}x{size} width {width}, {amp or 'fp32':4}:       {ms:8.2f} ms/step")
 
