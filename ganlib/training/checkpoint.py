@@ -63,3 +63,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             "folder written by ganlib.training.Trainer, or delete the file to start fresh."
         )
     return state
+
+
+def require_same_settings(path, saved_config: dict, config, keys) -> None:
+    """Refuse to resume a run whose ``keys`` differ from the checkpoint's: the result would be
+    neither the old run nor a new one."""
+    for key in keys:
+        if saved_config.get(key) != getattr(config, key):
+            raise CheckpointError(
+                f"{path} was written with {key}={saved_config.get(key)!r} but this run has "
+                f"{key}={getattr(config, key)!r}; resume with the same settings or use another checkpoint_dir."
+            )

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import flop_registry
 from ..losses import LossPair, get_loss
 from ..models.progressive import downsample2x, upsample2x
 from ..regularizers import GradientPenalty
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import load_checkpoint, require_same_settings
 from .trainer import TrainConfig, Trainer
 
 __all__ = ["ProgressiveConfig", "ProgressiveTrainer", "progressive_schedule", "progressive_total_steps",
@@ -221,12 +221,7 @@ class ProgressiveTrainer(Trainer):
     # --- checkpoints ---------------------------------------------------------------------------
     def load(self, path) -> None:
         saved = load_checkpoint(path)["config"]
-        for key in ("stabilize_steps", "fade_steps", "drift", "grow"):
-            if saved.get(key) != getattr(self.config, key):
-                raise CheckpointError(
-                    f"{path} was written with {key}={saved.get(key)!r} but this run has "
-                    f"{key}={getattr(self.config, key)!r}; resume with the same schedule or use another "
-                    "checkpoint_dir.")
+        require_same_settings(path, saved, self.config, ("stabilize_steps", "fade_steps", "drift", "grow"))
         super().load(path)
         self._scheduled_step = None
         self._apply_schedule()

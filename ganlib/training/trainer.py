@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..losses import get_loss
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 
 OPTIMIZERS = ("adam", "rmsprop")
 HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g")
@@ -361,14 +361,7 @@ class Trainer:
     def load(self, path) -> None:
         """Restore everything saved by :meth:`save`; the next step continues exactly."""
         state = load_checkpoint(path)
-        saved = state["config"]
-        for key in ("batch_size", "n_critic", "loss", "seed"):
-            if saved.get(key) != getattr(self.config, key):
-                raise CheckpointError(
-                    f"{path} was written with {key}={saved.get(key)!r} but this run has "
-                    f"{key}={getattr(self.config, key)!r}; resume with the same settings or use another "
-                    "checkpoint_dir."
-                )
+        require_same_settings(path, state["config"], self.config, ("batch_size", "n_critic", "loss", "seed"))
         try:
             self.G.load_state_dict(state["generator"])
             self.D.load_state_dict(state["discriminator"])
