@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import torch
 
+from .augment import AugmentPhase, PhasedAugmentation, affine_transform, random_affine
 from .images import load_digits, load_lfw_faces, load_torchvision, stacked_digits
 from .mixtures import GaussianMixture, grid_of_gaussians, ring_of_gaussians
 
 __all__ = [
     "GaussianMixture", "ring_of_gaussians", "grid_of_gaussians", "load_digits", "stacked_digits",
     "load_lfw_faces", "load_torchvision", "TensorSource", "load_dataset", "DATASETS",
+    "AugmentPhase", "PhasedAugmentation", "affine_transform", "random_affine",
 ]
 
 
