@@ -47,7 +47,7 @@ from torch.func import vmap
 from ..losses import get_loss
 from .checkpoint import CheckpointError, load_checkpoint
 from .penalized import PenalizedSeedBatch
-from .trainer import TrainConfig, Trainer, _grad_norm
+from .trainer import TrainConfig, Trainer, descend
 
 __all__ = ["PAPER_LAMBDA", "DGL_KEYS", "check_lambda", "freeze_teacher", "check_teacher", "dgl_generator_loss",
            "DGLTrainer", "DGLSeedBatch", "two_stage", "count_parameters", "count_macs"]
@@ -195,10 +195,7 @@ class DGLTrainer(Trainer):
                 teacher_term = self.loss.g(t_fake.float(), None if t_real is None else t_real.float())
                 if use_teacher:
                     loss = student + self._lam * teacher_term
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = _grad_norm(self.G.parameters())
-            self.opt_g.step()
+            grad_norm = descend(self.opt_g, loss, self.G.parameters())
         finally:
             self.D.requires_grad_(True)
         nan = student.detach().new_full((), float("nan"))

@@ -71,7 +71,7 @@ from torch import nn
 
 from .. import losses as _losses
 from .checkpoint import CheckpointError, load_checkpoint
-from .trainer import TrainConfig, Trainer, make_optimizer
+from .trainer import TrainConfig, Trainer, descend, make_optimizer
 
 __all__ = [
     "maf_d_loss", "maf_g_loss", "realness", "dlle_transform", "dlle_loss", "isomap_mix", "isomap_target",
@@ -715,10 +715,7 @@ class MaEMTrainer(Trainer):
         with self.autocast():
             loss, stats = discriminator_losses(self.D, real, fake, self.maem, self.ent_weight(), self.buffer_real,
                                                self.maem_rng)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.D.parameters() if p.grad is not None])
-        self.opt_d.step()
+        grad_norm = descend(self.opt_d, loss, self.D.parameters())
         self._last_d = stats
         return {"d_loss": loss.detach(), "d_real": stats["d_real"], "d_fake": stats["d_fake"], "grad_norm_d": grad_norm}
 
@@ -729,10 +726,7 @@ class MaEMTrainer(Trainer):
             with self.autocast():
                 codes = self.D(self.fake_batch(batch_size))
             loss, stats = generator_losses(codes.float(), self.maem, w, self.buffer_gen)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.G.parameters() if p.grad is not None])
-            self.opt_g.step()
+            grad_norm = descend(self.opt_g, loss, self.G.parameters())
         finally:
             self.D.requires_grad_(True)
         d = self._last_d

@@ -138,6 +138,15 @@ def _grad_norm(params) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads)
 
 
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params) -> torch.Tensor:
+    """One optimizer step on ``loss``; returns the gradient norm of ``params`` (for the history)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = _grad_norm(params)
+    optimizer.step()
+    return grad_norm
+
+
 class Trainer:
     """Trains ``generator`` against ``discriminator`` on batches from ``source``.
 
@@ -206,10 +215,7 @@ class Trainer:
         loss = self.loss.d(real_logits.float(), fake_logits.float())
         if self.d_penalty is not None:
             loss = loss + self.d_penalty(self.D, real, fake.float())
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = _grad_norm(self.D.parameters())
-        self.opt_d.step()
+        grad_norm = descend(self.opt_d, loss, self.D.parameters())
         if self.d_after_step is not None:
             self.d_after_step(self.D)
         return {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
@@ -223,10 +229,7 @@ class Trainer:
                 fake_logits = self.D(self.fake_batch(batch_size))
                 real_logits = self.D(self.real_batch(batch_size)) if self.loss.g_needs_real else None
             loss = self.loss.g(fake_logits.float(), None if real_logits is None else real_logits.float())
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = _grad_norm(self.G.parameters())
-            self.opt_g.step()
+            grad_norm = descend(self.opt_g, loss, self.G.parameters())
         finally:
             self.D.requires_grad_(True)
         return {"g_loss": loss.detach(), "grad_norm_g": grad_norm}

@@ -45,7 +45,7 @@ from torch.func import functional_call
 
 from ..losses import LossPair, get_loss
 from .batched import SeedBatch
-from .trainer import Trainer, TrainConfig, _grad_norm
+from .trainer import Trainer, TrainConfig, descend
 
 __all__ = ["FunctionalSGD", "FunctionalAdam", "functional_forward", "detached_params", "batched_loss",
            "unroll_discriminator", "unrolled_generator_loss", "UnrolledTrainer", "UnrolledSeedBatch",
@@ -359,10 +359,7 @@ class UnrolledTrainer(Trainer):
         loss = unrolled_generator_loss(functional_forward(self.D), detached_params(self.D), real, fake,
                                        k=self.unroll_steps, loss=self.loss, update=self.unroll_update,
                                        state=state, objective=self.objective)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = _grad_norm(self.G.parameters())
-        self.opt_g.step()
+        grad_norm = descend(self.opt_g, loss, self.G.parameters())
         return {"g_loss": loss.detach(), "grad_norm_g": grad_norm}
 
 
