@@ -137,13 +137,17 @@ class SeedBatch:
             losses = self._g_loss(fake_logits, real_logits)
         else:
             losses = vmap(lambda f: self.loss.g(f))(fake_logits)
+        return {"g_loss": losses.detach(), "grad_norm_g": self._update_g(losses)}
+
+    def _update_g(self, losses: torch.Tensor) -> torch.Tensor:
+        """One step of the generators on their per-model ``losses`` [S]; returns their gradient norms [S]."""
         self.opt_g.zero_grad(set_to_none=True)
         losses.sum().backward()
         for p in self.d_params.values():   # D's grads from the G pass are not used
             p.grad = None
         norms = self._norms(self.g_params)
         self.opt_g.step()
-        return {"g_loss": losses.detach(), "grad_norm_g": norms}
+        return norms
 
     def fit(self, steps: int | None = None, callbacks: Sequence[Callable] = ()) -> dict:
         """Train every model to ``steps`` generator updates (default ``config.steps``)."""

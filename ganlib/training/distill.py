@@ -320,12 +320,7 @@ class DGLSeedBatch(PenalizedSeedBatch):
             teacher_term = self._g_losses(t_fake, t_real)
             if use_teacher:
                 losses = student + self.lams * teacher_term
-        self.opt_g.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        for p in self.d_params.values():   # D_S's grads from the G pass are not used
-            p.grad = None
-        norms = self._norms(self.g_params)
-        self.opt_g.step()
+        norms = self._update_g(losses)
         if self.g_ema is not None:
             with torch.no_grad():
                 torch._foreach_lerp_(list(self.g_ema.values()), list(self.g_params.values()), 1 - self.config.ema_decay)

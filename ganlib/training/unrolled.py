@@ -423,8 +423,4 @@ class UnrolledSeedBatch(SeedBatch):
                                          k=self.unroll_steps, loss=self.loss, update=self.unroll_update,
                                          state=state, objective=self.objective,
                                          member_steps=None if same else self.member_steps)        # [S]
-        self.opt_g.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        norms = self._norms(self.g_params)
-        self.opt_g.step()
-        return {"g_loss": losses.detach(), "grad_norm_g": norms}
+        return {"g_loss": losses.detach(), "grad_norm_g": self._update_g(losses)}
