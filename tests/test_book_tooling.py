@@ -161,3 +161,27 @@ def test_student_version_refuses_unbalanced_markers():
         student.strip_code("### BEGIN SOLUTION\nx = 1\n", "Exercise")
     with pytest.raises(student.ToolingError, match="END marker without"):
         student.strip_code("x = 1\n### END SOLUTION\n", "Exercise")
+
+
+def test_staging_collapses_solutions_and_leaves_the_rest():
+    build = _load("build_html")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"),
+        nbformat.v4.new_code_cell("y = 1", metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_code_cell("z = 2", metadata={"tags": ["exercise", "remove-input"]}),
+        nbformat.v4.new_code_cell("print('teaching code stays open')"),
+        nbformat.v4.new_markdown_cell("```{solution} ex-a\n:label: sol-a\n\nSecret.\n```\n\n"
+                                      ":::{solution} ex-b\n:class: tip\nOther.\n:::"),
+        nbformat.v4.new_markdown_cell("Answer:\n\n```python\n2 * x\n```", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_markdown_cell("```{exercise} Title\n:label: ex-a\n\nDo it.\n```"),
+    ]
+    stats = build.collapse_solutions(nb)
+    assert stats == {"hidden_code": 2, "dropdown_directives": 2, "wrapped_cells": 1}
+    assert [c.metadata.get("tags") for c in nb.cells[:4]] == [
+        ["hide-input"], ["exercise", "hide-input"], ["exercise", "remove-input"], None]
+    assert nb.cells[4].source == ("```{solution} ex-a\n:label: sol-a\n:class: dropdown\n\nSecret.\n```\n\n"
+                                  ":::{solution} ex-b\n:class: tip dropdown\nOther.\n:::")
+    assert nb.cells[5].source == ("````{admonition} Solution\n:class: dropdown solution\n\n"
+                                  "Answer:\n\n```python\n2 * x\n```\n````\n")
+    assert nb.cells[6].source.startswith("```{exercise} Title\n:label: ex-a\n\nDo it.")  # exercises stay open
