@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_student_version import BEGIN, FENCE_OPEN  # noqa: E402
 from run_chapters import REPO, ToolingError, executed_path, read_toc, sha256  # noqa: E402
 
-TOP_LEVEL = ["_config.yml", "_toc.yml", "references.bib", "_widgets_js"]
+TOP_LEVEL = ["_config.yml", "_toc.yml", "references.bib", "_widgets_js", "_ext"]
 SKIP_IN_BOOK = {"__pycache__", ".ipynb_checkpoints", "checkpoints"}
 SMOKE_WARNING = (
     ":::{warning}\n"

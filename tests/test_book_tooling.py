@@ -185,3 +185,23 @@ def test_staging_collapses_solutions_and_leaves_the_rest():
     assert nb.cells[5].source == ("````{admonition} Solution\n:class: dropdown solution\n\n"
                                   "Answer:\n\n```python\n2 * x\n```\n````\n")
     assert nb.cells[6].source.startswith("```{exercise} Title\n:label: ex-a\n\nDo it.")  # exercises stay open
+
+
+def test_bibliography_labels_are_author_year_like_the_citations():
+    from pybtex.database import parse_string
+
+    sys.path.insert(0, str(REPO / "_ext"))
+    bibstyle = importlib.import_module("ganbook_bibstyle")
+    bib = parse_string(r"""
+        @article{a, author = {Lim, Jae Hyun and Ye, Jong Chul}, year = {2017}, title = {T}}
+        @article{b, author = {van den Oord, A{\"a}ron and Kalchbrenner, Nal and Kavukcuoglu, Koray}, year = {2016}, title = {T}}
+        @article{c, author = {Bi{\'n}kowski, Miko{\l}aj}, year = {2018}, title = {T}}
+        @article{d, author = {Karras, Tero and Aila, Timo and Laine, Samuli}, year = {2018}, title = {One}}
+        @article{e, author = {Karras, Tero and Laine, Samuli and Aila, Timo}, year = {2018}, title = {Two}}
+    """, "bibtex")
+    labels = list(bibstyle.AuthorYearLabelStyle().format_labels(bib.entries.values()))
+    assert labels == ["Lim and Ye, 2017", "van den Oord et al., 2016", "Bińkowski, 2018",
+                      "Karras et al., 2018a", "Karras et al., 2018b"]
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["bibtex_default_style"] == "authoryear"
+    assert config["sphinx"]["local_extensions"] == {"ganbook_bibstyle": "_ext"}
