@@ -205,3 +205,22 @@ def test_bibliography_labels_are_author_year_like_the_citations():
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     assert config["sphinx"]["config"]["bibtex_default_style"] == "authoryear"
     assert config["sphinx"]["local_extensions"] == {"ganbook_bibstyle": "_ext"}
+
+
+def test_course_page_lists_every_exercise_and_only_real_tests():
+    """book/course.md names each exercise of the chapters once, and its tests exist."""
+    import re
+
+    course = (REPO / "book" / "course.md").read_text(encoding="utf-8")
+    labels = set()
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                labels.update(re.findall(r"\{exercise\}[^\n]*\n(?::[\w-]+:[^\n]*\n)*?:label:\s*(\S+)", cell.source))
+    assert labels, "no {exercise} labels found in book/*.ipynb"
+    missing = sorted(label for label in labels if f"`{label}`" not in course)
+    assert not missing, f"book/course.md does not list these exercises: {missing}"
+    for file, func in re.findall(r"`(tests/test_ch\w*_exercises\.py)::(test_\w+)`", course):
+        assert re.search(rf"^def {func}\(", (REPO / file).read_text(), re.M), f"{file}::{func} does not exist"
+    assert "test_exercises*" not in course
