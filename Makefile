@@ -1,5 +1,5 @@
 # The two commands of this repository:
-#   make book   run every chapter (profile "book") and build the HTML book
+#   make book   run every chapter (profile "book"), build the HTML book, browser check
 #   make test   unit tests, every chapter at smoke size, HTML build, browser check
 # Every step is idempotent: the venv is reinstalled only when requirements.txt
 # or pyproject.toml change, and a chapter is re-executed only when its source,
@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 .PHONY: help venv chromium test book student clean distclean
 
 help:
-	@echo "make book   - run every chapter with the 'book' profile and build the HTML (_build/site/_build/html)"
+	@echo "make book   - run every chapter with the 'book' profile, build the HTML (_build/site/_build/html), Chromium check"
 	@echo "make test   - pytest, every chapter with the 'smoke' profile, HTML build (-W), Chromium check"
 	@echo "make student - student versions of the chapters in _build/student/"
 	@echo "make clean  - remove _build/ (make distclean also removes .venv/)"
@@ -55,6 +55,7 @@ test: venv
 book: venv
 	$(PY) scripts/run_chapters.py --profile book --build-dir $(BUILD)
 	$(PY) scripts/build_html.py --build-dir $(BUILD)
+	$(PY) scripts/check_html.py --build-dir $(BUILD)
 	@echo "The book is in $(CURDIR)/$(BUILD)/site/_build/html (open index.html)"
 
 student: venv

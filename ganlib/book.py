@@ -222,12 +222,13 @@ def _plain(value):
     return value
 
 
-def glue(name: str, value, display: bool = False):
+def glue(name: str, value, display: bool = False) -> None:
     """Store ``value`` under ``name`` for the book's prose (``{glue:text}`name:.2f```).
 
     In a notebook with myst_nb installed this is ``myst_nb.glue``. Elsewhere (Colab, a
     script) it falls back: shows ``value`` if ``display`` is True, otherwise does nothing.
-    One-element tensors and NumPy scalars are glued as Python numbers. Returns ``value``.
+    One-element tensors and NumPy scalars are glued as Python numbers. Returns None, so a
+    cell that ends with ``glue(...)`` does not also print the value as a stray output.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue name must be a non-empty string, got {name!r}")
@@ -247,7 +248,6 @@ def glue(name: str, value, display: bool = False):
             ipy_display(value)
         else:
             print(value)
-    return value
 
 
 # --- run statements --------------------------------------------------------------------------------

@@ -12,6 +12,12 @@ Refuses to render a chapter whose executed copy is missing, failed, or stale
 from the ``smoke`` profile get a visible warning: smoke outputs only prove the
 code runs, they are not results.
 
+Solutions stay in the instructor's notebook (the single source) but are
+collapsed in the staged copy (:func:`collapse_solutions`): exercise code cells
+(tagged ``exercise`` or holding ``### BEGIN SOLUTION``) get the ``hide-input``
+tag, ``{solution}`` directives get ``:class: dropdown`` and markdown cells
+tagged ``solution`` are wrapped in a closed "Solution" dropdown.
+
     python scripts/build_html.py                 # _build/site/_build/html
     python scripts/build_html.py --build-dir _build/test
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +33,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_student_version import BEGIN, FENCE_OPEN  # noqa: E402
 from run_chapters import REPO, ToolingError, executed_path, read_toc, sha256  # noqa: E402
 
-TOP_LEVEL = ["_config.yml", "_toc.yml", "references.bib", "_widgets_js"]
+TOP_LEVEL = ["_config.yml", "_toc.yml", "references.bib", "_widgets_js", "_ext"]
 SKIP_IN_BOOK = {"__pycache__", ".ipynb_checkpoints", "checkpoints"}
 SMOKE_WARNING = (
     ":::{warning}\n"
@@ -63,6 +71,63 @@ def _executed_copy(build_dir: Path, entry, allow_stale: bool):
         raise ToolingError(f"{entry.name}: the source changed after it was executed; run `{run}` "
                            f"(or pass --allow-stale)")
     return nb, stamp
+
+
+HIDING_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+OPTION_LINE = re.compile(r"^\s*:[\w-]+:")
+
+
+def _dropdown_solution_directives(source: str) -> tuple[str, int]:
+    """Give every ``{solution}`` / ``{solution-start}`` directive ``:class: dropdown``."""
+    lines, out, n, i = source.splitlines(keepends=True), [], 0, 0
+    while i < len(lines):
+        out.append(lines[i])
+        m = FENCE_OPEN.match(lines[i])
+        i += 1
+        if not (m and m["name"] in ("solution", "solution-start")):
+            continue
+        n += 1
+        options = []
+        while i < len(lines) and OPTION_LINE.match(lines[i]):
+            options.append(lines[i])
+            i += 1
+        for k, opt in enumerate(options):
+            if re.match(r"^\s*:class:", opt):
+                if "dropdown" not in opt.split():
+                    options[k] = opt.rstrip("\n") + " dropdown\n"
+                break
+        else:
+            options.append(f"{m['indent']}:class: dropdown\n")
+        out += options
+    return "".join(out), n
+
+
+def collapse_solutions(nb) -> dict:
+    """Collapse the solutions of a staged notebook (in place); returns what was done.
+
+    The public book keeps the solutions for self-study, behind a toggle, so the
+    instructor's notebook stays the only source (``make student`` removes them instead).
+    """
+    stats = {"hidden_code": 0, "dropdown_directives": 0, "wrapped_cells": 0}
+    for cell in nb.cells:
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        if cell.cell_type == "code":
+            is_solution = ({"exercise", "solution"} & set(tags)
+                           or any(BEGIN.match(line) for line in cell.source.splitlines()))
+            if is_solution and not HIDING_TAGS & set(tags):
+                cell.setdefault("metadata", {})["tags"] = tags + ["hide-input"]
+                stats["hidden_code"] += 1
+        elif cell.cell_type == "markdown":
+            if "solution" in tags:
+                runs = [len(r) for r in re.findall(r"^\s*(`{3,})", cell.source, re.M)]
+                fence = "`" * max([4] + [r + 1 for r in runs])
+                cell.source = (f"{fence}{{admonition}} Solution\n:class: dropdown solution\n\n"
+                               f"{cell.source.rstrip()}\n{fence}\n")
+                stats["wrapped_cells"] += 1
+            else:
+                cell.source, k = _dropdown_solution_directives(cell.source)
+                stats["dropdown_directives"] += k
+    return stats
 
 
 def timings_markdown(build_dir: Path, entries) -> str:
@@ -118,6 +183,7 @@ def stage(build_dir: Path, allow_stale: bool = False) -> tuple[Path, str]:
             continue
         nb, stamp = _executed_copy(build_dir, e, allow_stale)
         profiles[e.name] = stamp["profile"]
+        collapse_solutions(nb)
         if stamp["profile"] == "smoke":
             nb.cells.insert(1, nbformat.v4.new_markdown_cell(SMOKE_WARNING))
         out = site / (e.name + ".ipynb")

@@ -131,14 +131,14 @@ def test_smoke_banner_is_html_in_a_notebook(fake_notebook):
 def test_glue_without_myst_nb_does_nothing_unless_asked(fake_notebook, monkeypatch):
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb -> ImportError, as on Colab
     value = torch.tensor(0.25)
-    assert book.glue("x", value) is value
+    assert book.glue("x", value) is None
     assert fake_notebook.calls == []
-    assert book.glue("x", value, display=True) is value
+    assert book.glue("x", value, display=True) is None
     assert fake_notebook.calls == [((value,), {})]
 
 
 def test_glue_outside_a_notebook_prints_only_on_display(capsys):
-    assert book.glue("n", 3) == 3
+    assert book.glue("n", 3) is None  # a cell ending in glue(...) shows no stray value
     assert capsys.readouterr().out == ""
     book.glue("n", 3, display=True)
     assert capsys.readouterr().out == "3\n"
@@ -149,7 +149,7 @@ def test_glue_uses_myst_nb_with_plain_numbers(fake_notebook, monkeypatch):
     fake = types.ModuleType("myst_nb")
     fake.glue = lambda name, value, display=True: calls.append((name, value, display))
     monkeypatch.setitem(sys.modules, "myst_nb", fake)
-    book.glue("a", np.float64(0.5))
+    assert book.glue("a", np.float64(0.5)) is None
     book.glue("b", torch.tensor([2.0]), display=True)
     book.glue("c", "text")
     assert calls == [("a", 0.5, False), ("b", 2.0, True), ("c", "text", False)]

@@ -161,3 +161,66 @@ def test_student_version_refuses_unbalanced_markers():
         student.strip_code("### BEGIN SOLUTION\nx = 1\n", "Exercise")
     with pytest.raises(student.ToolingError, match="END marker without"):
         student.strip_code("x = 1\n### END SOLUTION\n", "Exercise")
+
+
+def test_staging_collapses_solutions_and_leaves_the_rest():
+    build = _load("build_html")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"),
+        nbformat.v4.new_code_cell("y = 1", metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_code_cell("z = 2", metadata={"tags": ["exercise", "remove-input"]}),
+        nbformat.v4.new_code_cell("print('teaching code stays open')"),
+        nbformat.v4.new_markdown_cell("```{solution} ex-a\n:label: sol-a\n\nSecret.\n```\n\n"
+                                      ":::{solution} ex-b\n:class: tip\nOther.\n:::"),
+        nbformat.v4.new_markdown_cell("Answer:\n\n```python\n2 * x\n```", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_markdown_cell("```{exercise} Title\n:label: ex-a\n\nDo it.\n```"),
+    ]
+    stats = build.collapse_solutions(nb)
+    assert stats == {"hidden_code": 2, "dropdown_directives": 2, "wrapped_cells": 1}
+    assert [c.metadata.get("tags") for c in nb.cells[:4]] == [
+        ["hide-input"], ["exercise", "hide-input"], ["exercise", "remove-input"], None]
+    assert nb.cells[4].source == ("```{solution} ex-a\n:label: sol-a\n:class: dropdown\n\nSecret.\n```\n\n"
+                                  ":::{solution} ex-b\n:class: tip dropdown\nOther.\n:::")
+    assert nb.cells[5].source == ("````{admonition} Solution\n:class: dropdown solution\n\n"
+                                  "Answer:\n\n```python\n2 * x\n```\n````\n")
+    assert nb.cells[6].source.startswith("```{exercise} Title\n:label: ex-a\n\nDo it.")  # exercises stay open
+
+
+def test_bibliography_labels_are_author_year_like_the_citations():
+    from pybtex.database import parse_string
+
+    sys.path.insert(0, str(REPO / "_ext"))
+    bibstyle = importlib.import_module("ganbook_bibstyle")
+    bib = parse_string(r"""
+        @article{a, author = {Lim, Jae Hyun and Ye, Jong Chul}, year = {2017}, title = {T}}
+        @article{b, author = {van den Oord, A{\"a}ron and Kalchbrenner, Nal and Kavukcuoglu, Koray}, year = {2016}, title = {T}}
+        @article{c, author = {Bi{\'n}kowski, Miko{\l}aj}, year = {2018}, title = {T}}
+        @article{d, author = {Karras, Tero and Aila, Timo and Laine, Samuli}, year = {2018}, title = {One}}
+        @article{e, author = {Karras, Tero and Laine, Samuli and Aila, Timo}, year = {2018}, title = {Two}}
+    """, "bibtex")
+    labels = list(bibstyle.AuthorYearLabelStyle().format_labels(bib.entries.values()))
+    assert labels == ["Lim and Ye, 2017", "van den Oord et al., 2016", "Bińkowski, 2018",
+                      "Karras et al., 2018a", "Karras et al., 2018b"]
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["bibtex_default_style"] == "authoryear"
+    assert config["sphinx"]["local_extensions"] == {"ganbook_bibstyle": "_ext"}
+
+
+def test_course_page_lists_every_exercise_and_only_real_tests():
+    """book/course.md names each exercise of the chapters once, and its tests exist."""
+    import re
+
+    course = (REPO / "book" / "course.md").read_text(encoding="utf-8")
+    labels = set()
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                labels.update(re.findall(r"\{exercise\}[^\n]*\n(?::[\w-]+:[^\n]*\n)*?:label:\s*(\S+)", cell.source))
+    assert labels, "no {exercise} labels found in book/*.ipynb"
+    missing = sorted(label for label in labels if f"`{label}`" not in course)
+    assert not missing, f"book/course.md does not list these exercises: {missing}"
+    for file, func in re.findall(r"`(tests/test_ch\w*_exercises\.py)::(test_\w+)`", course):
+        assert re.search(rf"^def {func}\(", (REPO / file).read_text(), re.M), f"{file}::{func} does not exist"
+    assert "test_exercises*" not in course
