@@ -51,6 +51,20 @@ def test_ch08_attention_map_by_hand():
         assert beta.shape == (2, 20)
         assert_close(beta, block.attention_map(x, j).reshape(2, -1))
         assert_close(beta.sum(-1), torch.ones(2))
+    # hand value: the same feature vector at every position gives a uniform map, 1 / N
+    flat = torch.randn(1, 16, 1, 1).expand(1, 16, 4, 5)
+    assert_close(f(block, flat, 7), torch.full((1, 20), 1 / 20))
+    # hand value: C = 8 -> one key/query channel; f = g = channel 0, two positions holding 1
+    # and 2 -> logits for the query j = 1 are s_i1 = x_i * 2 = [2, 4], beta = softmax([2, 4])
+    small = SelfAttention2d(8)
+    with torch.no_grad():
+        for conv in (small.f, small.g):
+            conv.weight.zero_()
+            conv.weight[0, 0] = 1.0
+    x2 = torch.zeros(1, 8, 1, 2)
+    x2[0, 0, 0] = torch.tensor([1.0, 2.0])
+    e2 = torch.exp(torch.tensor(2.0))
+    assert_close(f(small, x2, 1), torch.stack([1 / (1 + e2), e2 / (1 + e2)])[None])
 
 
 def test_ch08_official_attention():
