@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
@@ -9,7 +12,9 @@ from torch import nn
 def check_positive_ints(**sizes) -> None:
     """Refuse sizes that are not positive integers, naming the argument."""
     for name, value in sizes.items():
-        if int(value) != value or value < 1:
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+              and int(value) == value and value >= 1)
+        if not ok:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 

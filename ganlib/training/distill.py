@@ -244,16 +244,17 @@ class DGLTrainer(Trainer):
         state["dgl"] = {"lam": self._lam, "monitor_teacher": self.monitor_teacher}
         return state
 
-    def load(self, path) -> None:
-        """Restore a checkpoint written by :meth:`save` (the teacher is not stored: pass the same one)."""
+    def load(self, path, allow_changed=()) -> None:
+        """Restore a checkpoint written by :meth:`save` (the teacher is not stored: pass the same one;
+        ``allow_changed``: see :meth:`Trainer.load`)."""
         saved = load_checkpoint(path).get("dgl")
-        if saved is None:
+        if not isinstance(saved, dict) or "lam" not in saved:
             raise CheckpointError(f"{path} was written by a plain Trainer, not a DGLTrainer; use another "
                                   "checkpoint_dir")
         if saved["lam"] != self._lam:
             raise CheckpointError(f"{path} was written with lam={saved['lam']} but this run has lam={self._lam}; "
                                   "resume with the same λ or use another checkpoint_dir")
-        super().load(path)
+        super().load(path, allow_changed=allow_changed)
 
 
 class DGLSeedBatch(PenalizedSeedBatch):

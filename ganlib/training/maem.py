@@ -752,18 +752,19 @@ class MaEMTrainer(Trainer):
         }
         return state
 
-    def load(self, path) -> None:
-        """Restore a checkpoint written by :meth:`save`, including the replay buffers."""
+    def load(self, path, allow_changed=()) -> None:
+        """Restore a checkpoint written by :meth:`save`, including the replay buffers
+        (``allow_changed``: see :meth:`Trainer.load`)."""
         state = load_checkpoint(path)
         saved = state.get("maem")
-        if saved is None:
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
             raise CheckpointError(f"{path} was written by a plain Trainer, not a MaEMTrainer; use another "
                                   "checkpoint_dir")
         if saved["config"] != self.maem.to_dict():
-            diff = {k: (v, self.maem.to_dict()[k]) for k, v in saved["config"].items() if self.maem.to_dict()[k] != v}
+            diff = {k: (v, self.maem.to_dict().get(k)) for k, v in saved["config"].items() if self.maem.to_dict().get(k) != v}
             raise CheckpointError(f"{path} was written with other MaEM settings {diff} (saved, this run); resume "
                                   "with the same MaEMConfig or use another checkpoint_dir")
-        super().load(path)
+        super().load(path, allow_changed=allow_changed)
         self.maem_rng.set_state(saved["rng"])
         for name in ("buffer_gen", "buffer_real"):
             buf = getattr(self, name)

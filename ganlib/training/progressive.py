@@ -38,7 +38,6 @@ from torch.utils.flop_counter import flop_registry
 from ..losses import LossPair, get_loss
 from ..models.progressive import downsample2x, upsample2x
 from ..regularizers import GradientPenalty
-from .checkpoint import load_checkpoint, require_same_settings
 from .trainer import TrainConfig, Trainer
 
 __all__ = ["ProgressiveConfig", "ProgressiveTrainer", "progressive_schedule", "progressive_total_steps",
@@ -219,10 +218,10 @@ class ProgressiveTrainer(Trainer):
         return self._full_size(super().sample_fixed(ema=ema))
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def load(self, path) -> None:
-        saved = load_checkpoint(path)["config"]
-        require_same_settings(path, saved, self.config, ("stabilize_steps", "fade_steps", "drift", "grow"))
-        super().load(path)
+    def load(self, path, allow_changed=()) -> None:
+        """:meth:`Trainer.load` (whose settings check covers the schedule: stabilize_steps, fade_steps,
+        drift, grow, reset_optimizers), then the schedule of the loaded step is applied."""
+        super().load(path, allow_changed=allow_changed)
         self._scheduled_step = None
         self._apply_schedule()
 
