@@ -39,7 +39,7 @@ class TensorSource:
         if not data.is_floating_point():
             raise TypeError(f"TensorSource data must be floating point, got {data.dtype}; convert it "
                             "(images: x.float() / 127.5 - 1 for values in [-1, 1])")
-        check_finite("data", data)
+        check_finite("TensorSource data", data)
         self.data = data
 
     def __len__(self) -> int:
