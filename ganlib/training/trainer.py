@@ -15,6 +15,9 @@ Design points:
   EMA weights, history, snapshots and the fixed sample noise. On CPU a resumed run
   reproduces an uninterrupted one exactly.
 * **Override points** for the paper schemes: :meth:`d_step`, :meth:`g_step`.
+* **Predictable resume.** A checkpoint resumes only with the same settings; every difference is
+  listed in one error, and ``allow_changed`` opts in to new learning rates or EMA (see
+  :meth:`Trainer.load` and the contract in :mod:`ganlib.training`).
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ class Trainer:
         discriminator: module returning one raw score per sample.
         source: anything with ``sample(n, generator) -> Tensor`` (a GaussianMixture,
             ``ganlib.data.TensorSource``...); moved to the models' device if it has ``.to``.
+            A raw tensor is refused (wrap it in ``TensorSource``).
         config: a :class:`TrainConfig`.
         d_penalty: optional ``f(discriminator, real, fake) -> scalar`` added to the D loss
             (gradient penalties; see ``ganlib.regularizers``).
