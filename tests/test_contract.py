@@ -20,7 +20,7 @@ from ganlib.losses import d_ns, get_loss
 from ganlib.models import MLPDiscriminator, MLPGenerator
 from ganlib.regularizers import GradientPenalty, gradient_penalty
 from ganlib.training import CheckpointError, TrainConfig, Trainer, load_checkpoint, save_checkpoint
-from ganlib.training.phased import PhasedConfig
+from ganlib.training.phased import PhasedConfig, PhasedTrainer
 from ganlib.training.progressive import ProgressiveConfig
 from ganlib.validation import as_float, as_int
 
@@ -104,7 +104,18 @@ CASES = [
      TypeError, ["d_penalty"]),
     ("trainer callback not callable", lambda: Trainer(*nets(), ring_of_gaussians(), TrainConfig(), callbacks=[3]),
      TypeError, ["callbacks[0]"]),
-    # fit / sample
+    ("phased trainer raw tensor source",
+     lambda: PhasedTrainer(torch.nn.Linear(2, 2), lambda x: (x.sum(), {}), torch.randn(4, 1, 8, 8),
+                           PhasedAugmentation.none(), PhasedConfig()), TypeError, ["source", "TensorSource"]),
+    ("phased trainer loss_fn not callable",
+     lambda: PhasedTrainer(torch.nn.Linear(2, 2), "mse", TensorSource(torch.randn(4, 1, 8, 8)),
+                           PhasedAugmentation.none(), PhasedConfig()), TypeError, ["loss_fn"]),
+    ("phased config seed string", lambda: PhasedConfig(seed="abc"), ValueError, ["seed"]),
+    # fit / sample / load
+    ("load allow_changed misspelt", lambda: trainer().load("x.pt", allow_changed="lr"), ValueError, ["allow_changed"]),
+    ("load missing file", lambda: trainer().load("no-such-run/checkpoint.pt"), FileNotFoundError,
+     ["no-such-run/checkpoint.pt"]),
+    ("save without a path", lambda: trainer().save(), ValueError, ["checkpoint_dir"]),
     ("fit steps -5", lambda: trainer().fit(steps=-5), ValueError, ["steps", "-5"]),
     ("fit steps fraction", lambda: trainer().fit(steps=2.5), ValueError, ["steps"]),
     ("fit allow_changed unknown", lambda: trainer().fit(allow_changed=("batch_size",)), ValueError,
@@ -353,3 +364,12 @@ def test_stale_temporary_files_are_removed_by_the_next_save(tmp_path):
     tr.fit(steps=2)
     assert not stale.exists() and live.exists() and other.exists()
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+
+
+def test_phased_trainer_refuses_a_gan_checkpoint_by_its_missing_entries(tmp_path, good_checkpoint):
+    path, _ = good_checkpoint
+    tr = PhasedTrainer(torch.nn.Linear(2, 2), lambda x: (x.sum(), {}), TensorSource(torch.randn(4, 1, 8, 8)),
+                       PhasedAugmentation.none(), PhasedConfig())
+    with pytest.raises(CheckpointError, match="'module' is missing; 'opt' is missing") as info:
+        tr.load(path)
+    assert str(path) in str(info.value)

@@ -192,7 +192,11 @@ class PhasedTrainer:
             self.module.load_state_dict(state["module"])
         except RuntimeError as err:
             raise CheckpointError(f"{path} holds a model of another shape: {err}") from err
-        self.opt.load_state_dict(state["opt"])
+        try:
+            self.opt.load_state_dict(state["opt"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this run's Adam "
+                                  f"({type(err).__name__}: {err})") from err
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
         self.data_rng.set_state(state["rng"]["data"])
         self.aug_rng.set_state(state["rng"]["aug"])
