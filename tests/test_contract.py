@@ -373,3 +373,23 @@ def test_phased_trainer_refuses_a_gan_checkpoint_by_its_missing_entries(tmp_path
     with pytest.raises(CheckpointError, match="'module' is missing; 'opt' is missing") as info:
         tr.load(path)
     assert str(path) in str(info.value)
+
+
+def test_a_subclass_setting_is_listed_with_the_config_in_the_same_error(tmp_path):
+    from ganlib.training.distill import DGLTrainer, freeze_teacher
+
+    teacher = freeze_teacher(MLPDiscriminator(hidden=8, depth=1))
+
+    def dgl(lam, **cfg):
+        config = TrainConfig(**{"steps": 3, "batch_size": 8, "progress": False, "checkpoint_dir": str(tmp_path),
+                                **cfg})
+        return DGLTrainer(*nets(), ring_of_gaussians(), config, teacher, lam=lam)
+
+    dgl(0.1).fit(steps=2)
+    with pytest.raises(CheckpointError) as info:
+        dgl(0.2, lr_d=1e-3).fit()
+    assert "lr_d: checkpoint 0.0002, this run 0.001" in str(info.value)
+    assert "lam: checkpoint 0.1, this run 0.2" in str(info.value)
+    with pytest.raises(CheckpointError, match="plain Trainer, not a DGLTrainer"):
+        trainer(str(tmp_path / "plain")).fit(steps=1)
+        dgl(0.1).load(tmp_path / "plain" / "checkpoint.pt")

@@ -28,8 +28,9 @@ What the public entry points accept and refuse (the tests in ``tests/test_contra
   ``fit(allow_changed=(...))`` or ``load(path, allow_changed=(...))`` with names from
   ``Trainer.resume_changeable_settings``: ``"lr_d"``/``"lr_g"`` set the new learning rates on the
   loaded optimizers (moments kept); ``"ema_decay"`` turns EMA on (initialised from the *loaded*
-  generator), off, or changes its decay. Subclasses add their own settings (``DGLTrainer``: λ;
-  ``MaEMTrainer``: its ``MaEMConfig``; ``ProgressiveTrainer``: the schedule, via its config).
+  generator), off, or changes its decay. Subclasses add their own settings to the same list
+  (``Trainer.extra_resume_settings``: ``DGLTrainer``'s λ, ``MaEMTrainer``'s ``MaEMConfig``;
+  ``ProgressiveTrainer``'s schedule is part of its config).
   The population trainers (``SeedBatch`` and friends) do not checkpoint yet; when they do, the same
   rules apply.
 * **Metrics** (``ganlib.metrics``) refuse non-finite features by argument name.

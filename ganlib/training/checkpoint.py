@@ -217,7 +217,7 @@ def require_fields(path, state: Mapping, layout: Mapping) -> None:
 
 def require_same_settings(path, saved_config: Mapping, config, keys: Iterable[str],
                           allow_changed: Iterable[str] = (), changeable: Iterable[str] = (),
-                          defaults: Mapping | None = None) -> list[str]:
+                          defaults: Mapping | None = None, extra: Mapping[str, tuple] | None = None) -> list[str]:
     """Refuse to resume a run whose settings ``keys`` differ from the checkpoint's.
 
     Every differing setting is listed, with the checkpoint's value and this run's, in ONE
@@ -225,7 +225,9 @@ def require_same_settings(path, saved_config: Mapping, config, keys: Iterable[st
     run nor a new one. Settings named in ``allow_changed`` may differ (the caller applies the
     new value); only names in ``changeable`` may be allowed. A key the checkpoint does not
     record counts as its entry in ``defaults`` (the value it had before the setting existed).
-    Returns the allowed settings that did change.
+    ``extra`` maps further setting names to ``(saved, now)`` pairs (settings kept outside the
+    config, e.g. a subclass's λ); they are listed in the same error. Returns the allowed
+    settings that did change.
     """
     if not isinstance(saved_config, Mapping):
         raise CheckpointError(f"checkpoint {path} has no usable 'config' entry (got {type(saved_config).__name__})")
@@ -243,6 +245,7 @@ def require_same_settings(path, saved_config: Mapping, config, keys: Iterable[st
         if saved == now:
             continue
         (allowed if key in allow_changed else diffs).append((key, saved, now))
+    diffs += [(key, saved, now) for key, (saved, now) in (extra or {}).items() if saved != now]
     if diffs:
         lines = "\n".join(f"  {key}: checkpoint {saved!r}, this run {now!r}" for key, saved, now in diffs)
         may = [key for key, _, _ in diffs if key in changeable]

@@ -413,6 +413,12 @@ class Trainer:
                 "fixed_noise": tensor, "config": dict,
                 "rng": {"torch": tensor, "cuda": list, "noise": tensor, "data": tensor}}
 
+    def extra_resume_settings(self, path, state: dict) -> dict[str, tuple]:
+        """``{name: (saved, now)}`` of settings a subclass keeps outside its config; :meth:`load` lists
+        their differences in the same error as the config's. Raise :class:`CheckpointError` here when
+        ``state`` was written by another kind of trainer."""
+        return {}
+
     def load(self, path, allow_changed: Sequence[str] = ()) -> None:
         """Restore everything saved by :meth:`save`; the next step continues exactly.
 
@@ -432,7 +438,8 @@ class Trainer:
                     if f.default is not dataclasses.MISSING}
         keys = [f.name for f in dataclasses.fields(cfg) if f.name not in self.resume_free_settings]
         changed = require_same_settings(path, state["config"], cfg, keys, allow_changed=allow,
-                                        changeable=self.resume_changeable_settings, defaults=defaults)
+                                        changeable=self.resume_changeable_settings, defaults=defaults,
+                                        extra=self.extra_resume_settings(path, state))
         if self.G_ema is not None and state["g_ema"] is None and "ema_decay" not in changed:
             raise CheckpointError(f"{path} holds no EMA generator although its config has ema_decay set; "
                                   "the file is incomplete")
