@@ -4,9 +4,13 @@ The contract (see also :mod:`ganlib.training`):
 
 * **Numbers.** A numeric hyperparameter may be given as a number or as a string that
   Python parses as one (``"2e-4"``: what a YAML 1.1 loader returns for ``2e-4``); the string
-  is *parsed*, everywhere the same way. Anything else (``None`` where a number is needed,
-  ``True``, ``"fast"``, NaN, ±inf) is refused with a ``ValueError``/``TypeError`` that names
-  the parameter and the value.
+  is *parsed*, the same way in every config (``TrainConfig``, ``ProgressiveConfig``,
+  ``PhasedConfig``), penalty, augmentation range, mixture, count and metric option. Anything
+  else (``None`` where a number is needed, ``True``, ``"fast"``, NaN, ±inf) is refused with a
+  ``ValueError``/``TypeError`` that names the parameter and the value. Network sizes given to
+  model constructors (``hidden``, ``latent_dim``...) are the one exception: they must be ints
+  and a string is refused by name (YAML reads integers as ints; only floats like ``2e-4``
+  arrive as strings).
 * **Counts** (``steps``, ``n``, ``batch_size``...) are integers; a float with an integral value
   (``64.0``) is accepted, a negative or fractional one is refused by name.
 * **Data.** A data source is an object with ``sample(n, generator)``; a raw tensor is refused
@@ -21,7 +25,7 @@ import numbers
 
 import torch
 
-__all__ = ["as_float", "as_int", "check_finite", "check_source"]
+__all__ = ["as_float", "as_int", "check_finite", "check_generator", "check_source"]
 
 
 def _parse(name: str, value):
@@ -80,6 +84,14 @@ def check_finite(name: str, tensor: torch.Tensor, what: str = "values") -> None:
             f"{name} has {n_bad} non-finite {what} (NaN or inf) in {int(rows.sum())} of {len(rows)} rows, "
             f"the first in row {first}; remove or repair them (e.g. keep "
             f"x[torch.isfinite(x).flatten(1).all(1)]) before passing {name}")
+
+
+def check_generator(generator, name: str = "generator"):
+    """Refuse a random generator that is neither ``None`` nor a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}; "
+                        "make one with torch.Generator(device).manual_seed(seed)")
+    return generator
 
 
 def check_source(source, name: str = "source"):

@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from ganlib import metrics
-from ganlib.data import GaussianMixture, PhasedAugmentation, TensorSource, grid_of_gaussians, load_dataset, \
-    ring_of_gaussians
+from ganlib.data import AugmentPhase, GaussianMixture, PhasedAugmentation, TensorSource, grid_of_gaussians, \
+    load_dataset, load_digits, random_affine, ring_of_gaussians
 from ganlib.losses import d_ns, get_loss
 from ganlib.models import MLPDiscriminator, MLPGenerator
-from ganlib.regularizers import GradientPenalty, gradient_penalty
+from ganlib.regularizers import GradientPenalty, R1Penalty, gradient_penalty
 from ganlib.training import CheckpointError, TrainConfig, Trainer, load_checkpoint, save_checkpoint
 from ganlib.training.phased import PhasedConfig, PhasedTrainer
 from ganlib.training.progressive import ProgressiveConfig
@@ -178,6 +178,31 @@ CASES = [
     ("augmentation widening", lambda: PhasedAugmentation([{"zoom": 0.1}, {"zoom": 0.2}, {}], [0.3, 0.6]),
      ValueError, ["zoom"]),
     ("augmentation unknown key", lambda: PhasedAugmentation([{"shear": 0.1}]), ValueError, ["shear"]),
+    ("augmentation boundary string", lambda: PhasedAugmentation([{"zoom": 0.1}, {}], ["half"]), ValueError,
+     ["boundaries[0]"]),
+    ("augmentation step string", lambda: PhasedAugmentation([{"zoom": 0.1}, {}], [0.5]).phase_index("a", 10),
+     ValueError, ["step"]),
+    ("augmentation total_steps 0", lambda: PhasedAugmentation.none().phase_starts(0), ValueError, ["total_steps"]),
+    ("progressive stabilize_steps string", lambda: ProgressiveConfig(stabilize_steps="long"), ValueError,
+     ["stabilize_steps"]),
+    # more models, data, metrics and files
+    ("generator called on a list", lambda: MLPGenerator()([[0.0, 0.0]]), TypeError, ["z"]),
+    ("discriminator called on a list", lambda: MLPDiscriminator()([[0.0, 0.0]]), ValueError, ["inputs"]),
+    ("load_digits size string", lambda: load_digits("8"), ValueError, ["size"]),
+    ("penalty critic None", lambda: gradient_penalty(None, torch.zeros(2, 2), torch.zeros(2, 2)), TypeError,
+     ["critic"]),
+    ("R1 gamma string", lambda: R1Penalty(gamma="strong"), ValueError, ["gamma"]),
+    ("mode_statistics mixture None", lambda: metrics.mode_statistics(torch.zeros(3, 2), None), TypeError,
+     ["mixture"]),
+    ("kl_to_uniform list", lambda: metrics.kl_to_uniform([1, 2]), TypeError, ["counts"]),
+    ("digits_fid list", lambda: metrics.digits_fid([1], [2]), TypeError, ["fake_images"]),
+    ("kid generator string", lambda: metrics.kid(F, F, generator="seed"), TypeError, ["generator"]),
+    ("TensorSource generator string", lambda: TensorSource(torch.zeros(3, 2)).sample(2, "seed"), TypeError,
+     ["generator"]),
+    ("ring radius string", lambda: ring_of_gaussians(radius="one"), ValueError, ["radius"]),
+    ("grid spacing NaN", lambda: grid_of_gaussians(spacing=NAN), ValueError, ["spacing"]),
+    ("save_checkpoint list state", lambda: save_checkpoint("unused.pt", [1, 2]), TypeError, ["state"]),
+    ("load_checkpoint None", lambda: load_checkpoint(None), TypeError, ["path"]),
     # the shared parsers themselves
     ("as_float inf", lambda: as_float("lr", "inf"), ValueError, ["lr"]),
     ("as_int list", lambda: as_int("steps", [3]), TypeError, ["steps"]),
@@ -292,6 +317,12 @@ def test_numbers_given_as_strings_are_parsed():
     assert isinstance(cfg.batch_size, int) and isinstance(cfg.steps, int)
     assert PhasedConfig(lr="3e-4", steps="10").lr == 3e-4
     assert trainer().sample("3").shape == (3, 2)
+    assert AugmentPhase(zoom="0.1", rotation="15") == AugmentPhase(zoom=0.1, rotation=15.0)
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(random_affine(x, "10", generator=torch.Generator().manual_seed(0)),
+                               random_affine(x, 10, generator=torch.Generator().manual_seed(0)))
+    assert ProgressiveConfig(stabilize_steps="4", drift="1e-3").stabilize_steps == 4
+    assert R1Penalty(gamma="10").gamma == 10.0
 
 
 # --- resume semantics ----------------------------------------------------------------------------

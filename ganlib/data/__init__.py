@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import as_int, check_finite
+from ..validation import as_int, check_finite, check_generator
 from .augment import AugmentPhase, PhasedAugmentation, affine_transform, random_affine
 from .images import load_digits, load_lfw_faces, load_torchvision, stacked_digits
 from .mixtures import GaussianMixture, grid_of_gaussians, ring_of_gaussians
@@ -50,6 +50,7 @@ class TensorSource:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         n = as_int("n", n, low=0)
+        check_generator(generator)
         gen_device = generator.device if generator is not None else self.data.device
         idx = torch.randint(len(self.data), (n,), generator=generator, device=gen_device)
         return self.data[idx.to(self.data.device)]

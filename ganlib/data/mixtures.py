@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..validation import as_float, as_int, check_finite
+from ..validation import as_float, as_int, check_finite, check_generator
 
 
 class GaussianMixture:
@@ -47,6 +47,7 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Draw ``n`` points: a uniform mode, then isotropic noise around it."""
         n = as_int("n", n, low=0)
+        check_generator(generator)
         device = torch.device(device) if device is not None else (
             generator.device if generator is not None else self.means.device)
         modes = torch.randint(self.n_modes, (n,), generator=generator, device=device)
@@ -84,6 +85,7 @@ class GaussianMixture:
 def ring_of_gaussians(n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> GaussianMixture:
     """Ring of ``n_modes`` Gaussians (VEEGAN/PacGAN: 8 modes, radius 1, std 0.01)."""
     n_modes = as_int("n_modes", n_modes, low=1)
+    radius, std = as_float("radius", radius), as_float("std", std, low=0, low_open=True)
     angles = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
     means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
     return GaussianMixture(means.float(), std)
@@ -95,6 +97,7 @@ def grid_of_gaussians(side: int = 5, spacing: float = 2.0, std: float = 0.05) ->
     Defaults (VEEGAN/PacGAN): 25 modes at ``{-4, -2, 0, 2, 4}^2``, std 0.05.
     """
     side = as_int("side", side, low=1)
+    spacing, std = as_float("spacing", spacing), as_float("std", std, low=0, low_open=True)
     coords = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing
     gx, gy = torch.meshgrid(coords, coords, indexing="ij")
     return GaussianMixture(torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1), std)

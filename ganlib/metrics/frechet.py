@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import as_int, check_finite
+from ..validation import as_int, check_finite, check_generator
 
 __all__ = ["gaussian_stats", "trace_sqrt_product", "frechet_distance", "fid_from_features",
            "kid", "precision_recall"]
@@ -140,7 +140,7 @@ def kid(f_real: torch.Tensor, f_fake: torch.Tensor, n_subsets: int = 100, subset
     _check_pair(f_real, f_fake, 2)
     n_subsets = as_int("n_subsets", n_subsets, low=1)
     subset_size = as_int("subset_size", subset_size, low=2)
-    if generator is None:
+    if check_generator(generator) is None:
         generator = torch.Generator().manual_seed(2020)
     m = min(int(subset_size), f_real.shape[0], f_fake.shape[0])
     d = f_real.shape[1]

@@ -33,5 +33,7 @@ class LatentGenerator(nn.Module):
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
     def check_latent(self, z: torch.Tensor) -> None:
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"z must be a tensor of latent codes [n, {self.latent_dim}], got {type(z).__name__}")
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latent codes [n, {self.latent_dim}], got {tuple(z.shape)}")

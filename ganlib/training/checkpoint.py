@@ -117,6 +117,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     entry is stored with it (verified by :func:`load_checkpoint`); temporary files
     left behind by killed writers are removed first.
     """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict of tensors, numbers, strings, lists and dicts, got "
+                        f"{type(state).__name__}")
     path = Path(path)
     clash = [k for k in _RESERVED if k in state]
     if clash:
@@ -145,6 +148,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", required: Mappi
     what to do when the file is empty, truncated, corrupt, tampered, incomplete or not a ganlib
     checkpoint; ``FileNotFoundError`` when there is no file.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
