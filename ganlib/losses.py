@@ -18,9 +18,13 @@ import torch.nn.functional as F
 
 
 def _check(*tensors: torch.Tensor) -> None:
-    for t in tensors:
+    """Called as ``_check(real_logits, fake_logits)`` or ``_check(fake_logits)``."""
+    names = ("real_logits", "fake_logits") if len(tensors) == 2 else ("fake_logits",)
+    for name, t in zip(names, tensors):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of scores [n], got {type(t).__name__}")
         if t is not None and t.ndim != 1:
-            raise ValueError(f"losses take one score per sample, shape [n]; got {tuple(t.shape)}")
+            raise ValueError(f"losses take one score per sample: {name} must have shape [n], got {tuple(t.shape)}")
 
 
 # --- Original GAN (Goodfellow et al., 2014, Eq. 1) ---------------------------------------------

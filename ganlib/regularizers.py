@@ -24,10 +24,11 @@ Trainer checkpoints the global RNG, so a resumed run draws the same points.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
+
+from .validation import as_float
 
 __all__ = [
     "gradient_penalty", "dragan_penalty", "r1_penalty", "clip_weights", "input_gradients",
@@ -38,21 +39,24 @@ __all__ = [
 # --- checks ------------------------------------------------------------------------------------
 
 def _non_negative(name: str, value: float) -> float:
-    value = float(value)
-    if not value >= 0 or math.isinf(value):  # also rejects NaN
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
+    try:
+        return as_float(name, value, low=0)          # numbers given as strings are parsed
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
 
 
 def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
+    try:
+        return as_float(name, value, low=0, low_open=True)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
 
 
 def _check_critic(critic) -> None:
     """Refuse critics with BatchNorm in training mode (plain callables pass: nothing to inspect)."""
+    if not callable(critic):
+        raise TypeError(f"critic must be a module or callable returning one score per sample, got "
+                        f"{type(critic).__name__}")
     for m in (critic.modules() if isinstance(critic, nn.Module) else ()):
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
             raise ValueError(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from ganlib.data import ring_of_gaussians
+from ganlib.data import TensorSource, ring_of_gaussians
 from ganlib.models import DCGANDiscriminator, MLPDiscriminator, MLPGenerator
 from ganlib.regularizers import (DRAGANPenalty, GradientPenalty, R1Penalty, WeightClipper, clip_weights,
                                  dragan_penalty, gradient_penalty, input_gradients, r1_penalty)
@@ -179,7 +179,7 @@ def test_penalty_with_batchnorm_critic_is_refused():
 
     cfg = TrainConfig(steps=1, batch_size=4, loss="wgan", progress=False)
     with pytest.raises(ValueError, match="without BatchNorm"):
-        Trainer(DCGANGenerator(latent_dim=4, width=4), bn_critic, torch.randn(10, 1, 8, 8), cfg,
+        Trainer(DCGANGenerator(latent_dim=4, width=4), bn_critic, TensorSource(torch.randn(10, 1, 8, 8)), cfg,
                 d_penalty=GradientPenalty())
 
 

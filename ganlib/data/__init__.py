@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import as_int, check_finite, check_generator
 from .augment import AugmentPhase, PhasedAugmentation, affine_transform, random_affine
 from .images import load_digits, load_lfw_faces, load_torchvision, stacked_digits
 from .mixtures import GaussianMixture, grid_of_gaussians, ring_of_gaussians
@@ -21,11 +22,24 @@ __all__ = [
 
 
 class TensorSource:
-    """Draws random rows (with replacement) of a fixed tensor, on that tensor's device."""
+    """Draws random rows (with replacement) of a fixed tensor, on that tensor's device.
+
+    ``data`` must be a non-empty floating-point tensor ``[N, ...]`` of finite values: NaN or
+    inf rows are counted and refused here, before they could surface as a "diverged" training
+    run; integer images are refused with a hint to convert them.
+    """
 
     def __init__(self, data: torch.Tensor):
-        if not isinstance(data, torch.Tensor) or data.ndim < 2 or len(data) == 0:
-            raise ValueError("TensorSource needs a non-empty tensor of shape [N, ...]")
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(f"TensorSource needs a tensor of shape [N, ...] as data, got {type(data).__name__}; "
+                            "convert with torch.as_tensor(x, dtype=torch.float32)")
+        if data.ndim < 2 or len(data) == 0:
+            raise ValueError(f"TensorSource needs non-empty data of shape [N, ...] (N samples of at least one "
+                             f"dimension), got shape {tuple(data.shape)}; add a feature axis with x[:, None]")
+        if not data.is_floating_point():
+            raise TypeError(f"TensorSource data must be floating point, got {data.dtype}; convert it "
+                            "(images: x.float() / 127.5 - 1 for values in [-1, 1])")
+        check_finite("TensorSource data", data)
         self.data = data
 
     def __len__(self) -> int:
@@ -35,6 +49,8 @@ class TensorSource:
         return TensorSource(self.data.to(device))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        n = as_int("n", n, low=0)
+        check_generator(generator)
         gen_device = generator.device if generator is not None else self.data.device
         idx = torch.randint(len(self.data), (n,), generator=generator, device=gen_device)
         return self.data[idx.to(self.data.device)]

@@ -15,12 +15,13 @@ Images are ``[B, C, H, W]`` tensors on any device; every random number comes fro
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from ..validation import as_float, as_int
 
 __all__ = ["AugmentPhase", "PhasedAugmentation", "affine_transform", "random_affine", "PADDING_MODES"]
 
@@ -85,7 +86,8 @@ def random_affine(x: torch.Tensor, rotation: float = 0.0, translation: float = 0
     resampling and no random numbers drawn). Random numbers are drawn on the generator's device.
     """
     _check_images(x)
-    phase = AugmentPhase(rotation, translation, zoom, hflip)      # validates the ranges
+    phase = AugmentPhase(rotation, translation, zoom, hflip)      # validates (and parses) the ranges
+    rotation, translation, zoom = phase.rotation, phase.translation, phase.zoom
     if phase.is_identity:
         return x
     n = x.shape[0]
@@ -113,8 +115,11 @@ class AugmentPhase:
     def __post_init__(self):
         for name, hi in (("rotation", 180.0), ("translation", 1.0), ("zoom", 0.99)):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= hi:
-                raise ValueError(f"{name} must be a number in [0, {hi}] (a ± range), got {v!r}")
+            try:  # numbers given as strings are parsed, as everywhere in ganlib
+                x = as_float(name, v, low=0, high=hi)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number in [0, {hi}] (a ± range), got {v!r}") from None
+            object.__setattr__(self, name, x)
         if not isinstance(self.hflip, bool):
             raise TypeError(f"hflip must be True or False, got {self.hflip!r}")
 
@@ -162,7 +167,7 @@ class PhasedAugmentation:
         phases = [_as_phase(p) for p in phases]
         if not phases:
             raise ValueError("give at least one phase")
-        boundaries = [float(b) for b in boundaries]
+        boundaries = [as_float(f"boundaries[{i}]", b) for i, b in enumerate(boundaries)]
         if len(boundaries) != len(phases) - 1:
             raise ValueError(f"{len(phases)} phases need {len(phases) - 1} boundaries (cumulative fractions of "
                              f"training where the next phase starts), got {len(boundaries)}")
@@ -206,14 +211,14 @@ class PhasedAugmentation:
 
     def phase_starts(self, total_steps: int) -> list[int]:
         """The first step of each phase in a run of ``total_steps`` steps (``round(boundary * total)``)."""
-        if int(total_steps) != total_steps or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps}")
+        total_steps = as_int("total_steps", total_steps, low=1)
         return [0] + [int(b * total_steps + 0.5) for b in self.boundaries]
 
     def phase_index(self, step: int, total_steps: int) -> int:
         """Which phase (0-based) step ``step`` of ``total_steps`` (0 ≤ step < total) is in."""
         starts = self.phase_starts(total_steps)
-        if int(step) != step or not 0 <= step < total_steps:
+        step = as_int("step", step, low=0)
+        if step >= total_steps:
             raise ValueError(f"step must be an integer in [0, {total_steps}), got {step}")
         return sum(step >= s for s in starts[1:])
 

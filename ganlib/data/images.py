@@ -30,8 +30,8 @@ def load_digits(size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns ``(images [1797, 1, size, size], labels [1797])``.
     """
-    if size < 8:
-        raise ValueError(f"size must be >= 8 (the digits are 8x8), got {size}")
+    if isinstance(size, (bool, str)) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an integer >= 8 (the digits are 8x8), got {size!r}")
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()

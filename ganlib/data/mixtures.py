@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from ..validation import as_float, as_int, check_finite, check_generator
+
 
 class GaussianMixture:
     """Uniform mixture of isotropic Gaussians in the plane (or any dimension).
@@ -24,12 +26,11 @@ class GaussianMixture:
 
     def __init__(self, means: torch.Tensor, std: float):
         means = torch.as_tensor(means, dtype=torch.float32)
-        if means.ndim != 2 or means.shape[0] < 1:
-            raise ValueError(f"means must be a [K, D] tensor with K >= 1, got shape {tuple(means.shape)}")
-        if not std > 0:
-            raise ValueError(f"std must be positive, got {std}")
+        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
+            raise ValueError(f"means must be a [K, D] tensor with K, D >= 1, got shape {tuple(means.shape)}")
+        check_finite("means", means)
         self.means = means
-        self.std = float(std)
+        self.std = as_float("std", std, low=0, low_open=True)
 
     @property
     def n_modes(self) -> int:
@@ -45,6 +46,8 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Draw ``n`` points: a uniform mode, then isotropic noise around it."""
+        n = as_int("n", n, low=0)
+        check_generator(generator)
         device = torch.device(device) if device is not None else (
             generator.device if generator is not None else self.means.device)
         modes = torch.randint(self.n_modes, (n,), generator=generator, device=device)
@@ -81,8 +84,8 @@ class GaussianMixture:
 
 def ring_of_gaussians(n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> GaussianMixture:
     """Ring of ``n_modes`` Gaussians (VEEGAN/PacGAN: 8 modes, radius 1, std 0.01)."""
-    if n_modes < 1:
-        raise ValueError(f"n_modes must be >= 1, got {n_modes}")
+    n_modes = as_int("n_modes", n_modes, low=1)
+    radius, std = as_float("radius", radius), as_float("std", std, low=0, low_open=True)
     angles = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
     means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
     return GaussianMixture(means.float(), std)
@@ -93,8 +96,8 @@ def grid_of_gaussians(side: int = 5, spacing: float = 2.0, std: float = 0.05) ->
 
     Defaults (VEEGAN/PacGAN): 25 modes at ``{-4, -2, 0, 2, 4}^2``, std 0.05.
     """
-    if side < 1:
-        raise ValueError(f"side must be >= 1, got {side}")
+    side = as_int("side", side, low=1)
+    spacing, std = as_float("spacing", spacing), as_float("std", std, low=0, low_open=True)
     coords = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing
     gx, gy = torch.meshgrid(coords, coords, indexing="ij")
     return GaussianMixture(torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1), std)

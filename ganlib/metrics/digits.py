@@ -166,6 +166,12 @@ def _batched(fn, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         return torch.cat([fn(images[s:s + batch_size]) for s in range(0, len(images), batch_size)])
 
 
+def _device(images, name: str) -> torch.device:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of images [n, 1, H, W], got {type(images).__name__}")
+    return images.device
+
+
 def digits_features(images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """64-d penultimate-layer features ``[n, 64]`` (float32, on the images' device)."""
     model = load_digits_classifier(images.device if isinstance(images, torch.Tensor) else None)
@@ -195,7 +201,7 @@ def digits_fid(fake_images: torch.Tensor, real_images: torch.Tensor | None = Non
     fakes against fixed reals, extract the real features once with :func:`digits_features`
     and call :func:`ganlib.metrics.fid_from_features`.
     """
-    real = _real_or_default(real_images, fake_images.device)
+    real = _real_or_default(real_images, _device(fake_images, "fake_images"))
     return fid_from_features(digits_features(real), digits_features(fake_images))
 
 
@@ -205,7 +211,7 @@ def digits_kid(fake_images: torch.Tensor, real_images: torch.Tensor | None = Non
 
     Keyword arguments go to :func:`ganlib.metrics.kid`; same caveats as :func:`digits_fid`.
     """
-    real = _real_or_default(real_images, fake_images.device)
+    real = _real_or_default(real_images, _device(fake_images, "fake_images"))
     return kid(digits_features(real), digits_features(fake_images), **kid_kwargs)
 
 
@@ -215,9 +221,10 @@ def digits_inception_score(images: torch.Tensor, splits: int = 10) -> tuple[torc
     Salimans et al. (2016); like torch-fidelity, the images are cut into ``splits``
     groups and the mean and (population) std over groups are returned. The maximum is 10 (ten classes).
     """
+    device = _device(images, "images")
     if int(splits) != splits or splits < 1 or len(images) < splits:
         raise ValueError(f"splits must be an integer in [1, n_images], got {splits}")
-    model = load_digits_classifier(images.device)
+    model = load_digits_classifier(device)
     logp = _batched(lambda x: model(x).log_softmax(dim=1), images, 4096).double()
     n = (len(logp) // splits) * splits
     logp = logp[:n].reshape(splits, -1, 10)

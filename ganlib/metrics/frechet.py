@@ -1,7 +1,9 @@
 """Feature-space sample metrics: Fréchet distance (FID), KID and precision/recall.
 
 All functions take feature matrices ``[n, d]`` (rows are samples), compute on the
-features' device and return 0-d tensors. The Fréchet step always runs in float64:
+features' device and return 0-d tensors. Features must be finite: a NaN or inf is refused
+with a ``ValueError`` naming the argument (``f_real``/``f_fake``) and counting the bad values,
+instead of surfacing as a failed eigendecomposition. The Fréchet step always runs in float64:
 float32 errors in the matrix square root reach 1e-2 in FID units.
 
 References:
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import as_int, check_finite, check_generator
+
 __all__ = ["gaussian_stats", "trace_sqrt_product", "frechet_distance", "fid_from_features",
            "kid", "precision_recall"]
 
@@ -30,6 +34,7 @@ def _check_features(name: str, f: torch.Tensor, min_n: int) -> None:
         raise ValueError(f"{name} has {f.shape[0]} samples; this metric needs at least {min_n}")
     if f.shape[1] < 1:
         raise ValueError(f"{name} has no feature dimensions (shape {tuple(f.shape)})")
+    check_finite(name, f, "features")
 
 
 def _check_pair(f_real: torch.Tensor, f_fake: torch.Tensor, min_n: int) -> None:
@@ -74,11 +79,16 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     in float64. A result below zero can only be round-off and is clamped to 0.
     """
     for name, mu, s in (("1", mu1, sigma1), ("2", mu2, sigma2)):
+        if not (isinstance(mu, torch.Tensor) and isinstance(s, torch.Tensor)):
+            raise TypeError(f"mu{name} and sigma{name} must be torch.Tensors, got {type(mu).__name__} and "
+                            f"{type(s).__name__}")
         if mu.ndim != 1 or s.ndim != 2 or s.shape != (mu.shape[0], mu.shape[0]):
             raise ValueError(f"mu{name} must be [d] and sigma{name} [d, d]; got {tuple(mu.shape)} "
                              f"and {tuple(s.shape)}")
     if mu1.shape != mu2.shape:
         raise ValueError(f"dimensions differ: mu1 {tuple(mu1.shape)} vs mu2 {tuple(mu2.shape)}")
+    for name, t in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        check_finite(name, t)
     mu1, mu2 = mu1.to(torch.float64), mu2.to(torch.float64)
     s1, s2 = sigma1.to(torch.float64), sigma2.to(torch.float64)
     fd = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * trace_sqrt_product(s1, s2)
@@ -128,11 +138,9 @@ def kid(f_real: torch.Tensor, f_fake: torch.Tensor, n_subsets: int = 100, subset
     ``chunk_elements`` kernel entries to bound memory.
     """
     _check_pair(f_real, f_fake, 2)
-    if int(n_subsets) != n_subsets or n_subsets < 1:
-        raise ValueError(f"n_subsets must be an integer >= 1, got {n_subsets}")
-    if int(subset_size) != subset_size or subset_size < 2:
-        raise ValueError(f"subset_size must be an integer >= 2, got {subset_size}")
-    if generator is None:
+    n_subsets = as_int("n_subsets", n_subsets, low=1)
+    subset_size = as_int("subset_size", subset_size, low=2)
+    if check_generator(generator) is None:
         generator = torch.Generator().manual_seed(2020)
     m = min(int(subset_size), f_real.shape[0], f_fake.shape[0])
     d = f_real.shape[1]
@@ -193,8 +201,7 @@ def precision_recall(f_real: torch.Tensor, f_fake: torch.Tensor, k: int = 3,
     computed in row chunks of at most ``max_block_elements`` entries, so memory stays
     bounded for large N. Returns ``(precision, recall)`` as 0-d float tensors.
     """
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k}")
+    k = as_int("k", k, low=1)
     _check_pair(f_real, f_fake, k + 1)
     x = f_real.to(torch.float64)
     y = f_fake.to(torch.float64)

@@ -69,6 +69,8 @@ def kl_to_uniform(counts: torch.Tensor) -> torch.Tensor:
     histogram, ``log(K / m)`` for ``m`` equally filled bins, ``log K`` for one bin.
     A histogram with no counts at all gives NaN (``p`` is undefined).
     """
+    if not isinstance(counts, torch.Tensor):
+        raise TypeError(f"counts must be a torch.Tensor [..., K], got {type(counts).__name__}")
     c = counts.to(torch.float64)
     total = c.sum(dim=-1, keepdim=True)
     p = c / total                                            # NaN row when total == 0
@@ -77,6 +79,8 @@ def kl_to_uniform(counts: torch.Tensor) -> torch.Tensor:
 
 
 def _check_samples(samples: torch.Tensor, mixture) -> None:
+    if not (hasattr(mixture, "means") and callable(getattr(mixture, "assign", None))):
+        raise TypeError(f"mixture must be a ganlib.data.GaussianMixture, got {type(mixture).__name__}")
     if not isinstance(samples, torch.Tensor):
         raise TypeError(f"samples must be a torch.Tensor, got {type(samples).__name__}")
     dim = mixture.means.shape[-1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
@@ -9,7 +12,9 @@ from torch import nn
 def check_positive_ints(**sizes) -> None:
     """Refuse sizes that are not positive integers, naming the argument."""
     for name, value in sizes.items():
-        if int(value) != value or value < 1:
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+              and int(value) == value and value >= 1)
+        if not ok:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
@@ -28,5 +33,7 @@ class LatentGenerator(nn.Module):
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
     def check_latent(self, z: torch.Tensor) -> None:
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"z must be a tensor of latent codes [n, {self.latent_dim}], got {type(z).__name__}")
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latent codes [n, {self.latent_dim}], got {tuple(z.shape)}")

@@ -55,7 +55,7 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 2 or x.shape[1] != self.in_dim:
-            raise ValueError(f"expected inputs [n, {self.in_dim}], got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"expected inputs [n, {self.in_dim}], got {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
         out = self.net(x)
         return out.squeeze(1) if self.out_dim == 1 else out

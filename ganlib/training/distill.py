@@ -45,7 +45,7 @@ from torch import nn
 from torch.func import vmap
 
 from ..losses import get_loss
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError
 from .penalized import PenalizedSeedBatch
 from .trainer import TrainConfig, Trainer, descend
 
@@ -244,16 +244,13 @@ class DGLTrainer(Trainer):
         state["dgl"] = {"lam": self._lam, "monitor_teacher": self.monitor_teacher}
         return state
 
-    def load(self, path) -> None:
-        """Restore a checkpoint written by :meth:`save` (the teacher is not stored: pass the same one)."""
-        saved = load_checkpoint(path).get("dgl")
-        if saved is None:
+    def extra_resume_settings(self, path, state: dict) -> dict[str, tuple]:
+        """λ must match the checkpoint's (the teacher is not stored: pass the same one)."""
+        saved = state.get("dgl")
+        if not isinstance(saved, dict) or "lam" not in saved:
             raise CheckpointError(f"{path} was written by a plain Trainer, not a DGLTrainer; use another "
                                   "checkpoint_dir")
-        if saved["lam"] != self._lam:
-            raise CheckpointError(f"{path} was written with lam={saved['lam']} but this run has lam={self._lam}; "
-                                  "resume with the same λ or use another checkpoint_dir")
-        super().load(path)
+        return {"lam": (saved["lam"], self._lam)}
 
 
 class DGLSeedBatch(PenalizedSeedBatch):

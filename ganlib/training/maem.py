@@ -752,18 +752,20 @@ class MaEMTrainer(Trainer):
         }
         return state
 
-    def load(self, path) -> None:
-        """Restore a checkpoint written by :meth:`save`, including the replay buffers."""
-        state = load_checkpoint(path)
+    def extra_resume_settings(self, path, state: dict) -> dict[str, tuple]:
+        """Every field of the :class:`MaEMConfig` (as ``maem.<field>``) must match the checkpoint's."""
         saved = state.get("maem")
-        if saved is None:
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
             raise CheckpointError(f"{path} was written by a plain Trainer, not a MaEMTrainer; use another "
                                   "checkpoint_dir")
-        if saved["config"] != self.maem.to_dict():
-            diff = {k: (v, self.maem.to_dict()[k]) for k, v in saved["config"].items() if self.maem.to_dict()[k] != v}
-            raise CheckpointError(f"{path} was written with other MaEM settings {diff} (saved, this run); resume "
-                                  "with the same MaEMConfig or use another checkpoint_dir")
-        super().load(path)
+        now = self.maem.to_dict()
+        return {f"maem.{k}": (saved["config"].get(k), now.get(k)) for k in {**saved["config"], **now}}
+
+    def load(self, path, allow_changed=()) -> None:
+        """Restore a checkpoint written by :meth:`save`, including the replay buffers
+        (``allow_changed``: see :meth:`Trainer.load`)."""
+        super().load(path, allow_changed=allow_changed)
+        saved = load_checkpoint(path)["maem"]
         self.maem_rng.set_state(saved["rng"])
         for name in ("buffer_gen", "buffer_real"):
             buf = getattr(self, name)

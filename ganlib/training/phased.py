@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import PhasedAugmentation
+from ..validation import as_float, as_int, check_source
 from .checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 
 __all__ = ["PhasedConfig", "PhasedTrainer", "vqvae_loss", "prior_loss", "code_nll", "sample_codes",
@@ -54,12 +55,12 @@ class PhasedConfig:
     checkpoint_every: int = 0
     progress: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self):  # numbers given as strings are parsed, as in TrainConfig
         for name in ("steps", "batch_size", "log_every"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0 or self.checkpoint_every < 0:
-            raise ValueError("lr must be positive and checkpoint_every >= 0")
+            setattr(self, name, as_int(name, getattr(self, name), low=1))
+        self.checkpoint_every = as_int("checkpoint_every", self.checkpoint_every, low=0)
+        self.seed = as_int("seed", self.seed)
+        self.lr = as_float("lr", self.lr, low=0, low_open=True)
 
 
 def vqvae_loss(vqvae: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -91,6 +92,11 @@ class PhasedTrainer:
                  config: PhasedConfig):
         if not isinstance(schedule, PhasedAugmentation):
             raise TypeError(f"schedule must be a PhasedAugmentation, got {type(schedule).__name__}")
+        if not isinstance(config, PhasedConfig):
+            raise TypeError(f"config must be a PhasedConfig, got {type(config).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable loss_fn(x) -> (loss, stats), got {type(loss_fn).__name__}")
+        check_source(source, "source")
         self.module, self.loss_fn, self.schedule, self.config = module, loss_fn, schedule, config
         self.device = next(module.parameters()).device
         self.source = source.to(self.device) if hasattr(source, "to") else source
@@ -177,13 +183,20 @@ class PhasedTrainer:
 
     def load(self, path) -> None:
         """Restore what :meth:`save` wrote; the next step continues exactly."""
-        state = load_checkpoint(path)
+        t = torch.Tensor
+        state = load_checkpoint(path, required={
+            "step": int, "elapsed": (int, float), "module": dict, "opt": dict, "history": dict, "config": dict,
+            "rng": {"data": t, "aug": t, "torch": t}})
         require_same_settings(path, state["config"], self.config, ("steps", "batch_size", "seed", "lr"))
         try:
             self.module.load_state_dict(state["module"])
         except RuntimeError as err:
             raise CheckpointError(f"{path} holds a model of another shape: {err}") from err
-        self.opt.load_state_dict(state["opt"])
+        try:
+            self.opt.load_state_dict(state["opt"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this run's Adam "
+                                  f"({type(err).__name__}: {err})") from err
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
         self.data_rng.set_state(state["rng"]["data"])
         self.aug_rng.set_state(state["rng"]["aug"])

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import flop_registry
 from ..losses import LossPair, get_loss
 from ..models.progressive import downsample2x, upsample2x
 from ..regularizers import GradientPenalty
-from .checkpoint import load_checkpoint, require_same_settings
+from ..validation import as_float, as_int
 from .trainer import TrainConfig, Trainer
 
 __all__ = ["ProgressiveConfig", "ProgressiveTrainer", "progressive_schedule", "progressive_total_steps",
@@ -104,6 +104,9 @@ class ProgressiveConfig(TrainConfig):
     grow: bool = True
 
     def __post_init__(self):
+        self.stabilize_steps = as_int("stabilize_steps", self.stabilize_steps, low=0)
+        self.fade_steps = as_int("fade_steps", self.fade_steps, low=0)
+        self.drift = as_float("drift", self.drift, low=0)
         if self.stabilize_steps < 0 or self.fade_steps < 0 or self.stabilize_steps + self.fade_steps == 0:
             raise ValueError("stabilize_steps and fade_steps must be >= 0 and not both 0, got "
                              f"{self.stabilize_steps} and {self.fade_steps}")
@@ -219,10 +222,10 @@ class ProgressiveTrainer(Trainer):
         return self._full_size(super().sample_fixed(ema=ema))
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def load(self, path) -> None:
-        saved = load_checkpoint(path)["config"]
-        require_same_settings(path, saved, self.config, ("stabilize_steps", "fade_steps", "drift", "grow"))
-        super().load(path)
+    def load(self, path, allow_changed=()) -> None:
+        """:meth:`Trainer.load` (whose settings check covers the schedule: stabilize_steps, fade_steps,
+        drift, grow, reset_optimizers), then the schedule of the loaded step is applied."""
+        super().load(path, allow_changed=allow_changed)
         self._scheduled_step = None
         self._apply_schedule()
 

@@ -15,6 +15,9 @@ Design points:
   EMA weights, history, snapshots and the fixed sample noise. On CPU a resumed run
   reproduces an uninterrupted one exactly.
 * **Override points** for the paper schemes: :meth:`d_step`, :meth:`g_step`.
+* **Predictable resume.** A checkpoint resumes only with the same settings; every difference is
+  listed in one error, and ``allow_changed`` opts in to new learning rates or EMA (see
+  :meth:`Trainer.load` and the contract in :mod:`ganlib.training`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 
 from ..losses import get_loss
+from ..validation import as_float, as_int, check_source
 from .checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -57,6 +61,10 @@ class TrainConfig:
     ``optimizer`` is ``"adam"`` or ``"rmsprop"`` (see :func:`make_optimizer`).
     ``amp_dtype="bf16"`` runs forward passes under bfloat16 autocast (no loss scaling
     needed). ``checkpoint_every=0`` saves only at the end of :meth:`Trainer.fit`.
+
+    Every value is checked here, before a model is touched: numbers given as strings (``"2e-4"``,
+    what a YAML file gives) are parsed; anything else out of range or of the wrong kind is refused
+    with a ``ValueError``/``TypeError`` naming the field (see :mod:`ganlib.validation`).
     """
 
     steps: int = 1000
@@ -79,27 +87,27 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        self.betas_d, self.betas_g = tuple(self.betas_d), tuple(self.betas_g)
+        # numbers may come as strings (YAML 1.1 reads 2e-4 as "2e-4"): parsed, or refused by name
         for name in ("steps", "batch_size", "n_critic", "log_every", "n_fixed_samples"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("checkpoint_every", "snapshot_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)!r}")
+            setattr(self, name, as_int(name, getattr(self, name), low=1))
+        for name in ("checkpoint_every", "snapshot_every", "seed"):
+            setattr(self, name, as_int(name, getattr(self, name), low=0 if name != "seed" else None))
         for name in ("lr_d", "lr_g"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+            setattr(self, name, as_float(name, getattr(self, name), low=0, low_open=True))
         for name in ("betas_d", "betas_g"):
             b = getattr(self, name)
-            if len(b) != 2 or not all(0 <= x < 1 for x in b):
+            if isinstance(b, (str, bytes)) or not hasattr(b, "__len__") or len(b) != 2:
                 raise ValueError(f"{name} must be two numbers in [0, 1), got {b!r}")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay!r}")
+            setattr(self, name, tuple(as_float(f"{name}[{i}]", x, low=0, high=1, high_open=True)
+                                      for i, x in enumerate(b)))
+        if self.ema_decay is not None:
+            self.ema_decay = as_float("ema_decay", self.ema_decay, low=0, high=1, low_open=True, high_open=True)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.amp_dtype not in (None, "bf16"):
             raise ValueError(f"amp_dtype must be None or 'bf16', got {self.amp_dtype!r}")
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(f"checkpoint_dir must be a path or None, got {type(self.checkpoint_dir).__name__}")
         get_loss(self.loss)  # unknown loss names fail here, before any model is touched
 
     @classmethod
@@ -155,6 +163,7 @@ class Trainer:
         discriminator: module returning one raw score per sample.
         source: anything with ``sample(n, generator) -> Tensor`` (a GaussianMixture,
             ``ganlib.data.TensorSource``...); moved to the models' device if it has ``.to``.
+            A raw tensor is refused (wrap it in ``TensorSource``).
         config: a :class:`TrainConfig`.
         d_penalty: optional ``f(discriminator, real, fake) -> scalar`` added to the D loss
             (gradient penalties; see ``ganlib.regularizers``).
@@ -167,6 +176,23 @@ class Trainer:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, source, config: TrainConfig,
                  d_penalty: Callable | None = None, d_after_step: Callable | None = None,
                  callbacks: Sequence[Callable] = ()):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a ganlib.training.TrainConfig, got {type(config).__name__}; "
+                            "build one with TrainConfig(steps=..., batch_size=...)")
+        for name, module in (("generator", generator), ("discriminator", discriminator)):
+            if not isinstance(module, nn.Module) or next(module.parameters(), None) is None:
+                raise TypeError(f"{name} must be an nn.Module with parameters, got {type(module).__name__}")
+        if not callable(getattr(generator, "sample_latent", None)):
+            raise TypeError("generator needs a sample_latent(n, generator, device) method (and latent_dim), as "
+                            "ganlib.models' generators have; subclass ganlib.models.base.LatentGenerator or add one")
+        check_source(source, "source")
+        for name, fn in (("d_penalty", d_penalty), ("d_after_step", d_after_step)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
+        callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+        for i, fn in enumerate(callbacks):
+            if not callable(fn):
+                raise TypeError(f"callbacks[{i}] must be callable f(trainer), got {type(fn).__name__}")
         self.G, self.D, self.config = generator, discriminator, config
         self.device = next(generator.parameters()).device
         if next(discriminator.parameters()).device != self.device:
@@ -243,14 +269,17 @@ class Trainer:
             b_ema.copy_(b)
 
     # --- the loop ------------------------------------------------------------------------------
-    def fit(self, steps: int | None = None) -> dict[str, list]:
-        """Train until ``steps`` (default ``config.steps``) generator updates in total.
+    def fit(self, steps: int | None = None, allow_changed: Sequence[str] = ()) -> dict[str, list]:
+        """Train until ``steps`` (default ``config.steps``; an integer >= 0) generator updates in total.
 
-        If ``config.checkpoint_dir`` holds a checkpoint, training resumes from it.
+        If ``config.checkpoint_dir`` holds a checkpoint, training resumes from it (see :meth:`load`,
+        which receives ``allow_changed``).
         """
-        target = self.config.steps if steps is None else steps
+        target = self.config.steps if steps is None else as_int("steps", steps, low=0)
         if self.step == 0 and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            self.load(self.checkpoint_path)
+            self.load(self.checkpoint_path, allow_changed=allow_changed)
+        elif allow_changed:
+            self._check_allow_changed(allow_changed)
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -311,11 +340,14 @@ class Trainer:
     # --- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, ema: bool = False, seed: int | None = None) -> torch.Tensor:
-        """``n`` generated samples on the CPU, drawn with their own RNG (training RNG untouched)."""
+        """``n`` (an integer >= 1) generated samples on the CPU, drawn in eval mode with their own RNG
+        (training RNG untouched; the generator's train/eval mode is restored)."""
+        n = as_int("n", n, low=1)
         G = self.G_ema if ema else self.G
         if G is None:
             raise ValueError("ema=True needs TrainConfig(ema_decay=...)")
-        rng = torch.Generator(self.device).manual_seed(self.config.seed + 10_007 if seed is None else seed)
+        seed = self.config.seed + 10_007 if seed is None else as_int("seed", seed)
+        rng = torch.Generator(self.device).manual_seed(seed)
         was_training = G.training
         G.eval()
         try:
@@ -361,19 +393,76 @@ class Trainer:
             raise ValueError("no path given and config.checkpoint_dir is None")
         return save_checkpoint(path, self.state_dict())
 
-    def load(self, path) -> None:
-        """Restore everything saved by :meth:`save`; the next step continues exactly."""
-        state = load_checkpoint(path)
-        require_same_settings(path, state["config"], self.config, ("batch_size", "n_critic", "loss", "seed"))
+    #: settings that may differ freely between a checkpoint and the run resuming it
+    resume_free_settings = ("steps", "checkpoint_dir", "checkpoint_every", "log_every", "snapshot_every", "progress")
+    #: settings a resume may change when the caller names them in ``allow_changed``
+    resume_changeable_settings = ("lr_d", "lr_g", "ema_decay")
+
+    def _check_allow_changed(self, allow_changed) -> set[str]:
+        allow = {allow_changed} if isinstance(allow_changed, str) else set(allow_changed)
+        bad = allow - set(self.resume_changeable_settings)
+        if bad:
+            raise ValueError(f"allow_changed may name only {self.resume_changeable_settings}, got {sorted(bad)}")
+        return allow
+
+    def checkpoint_layout(self) -> dict:
+        """The entries :meth:`load` needs (checked before anything is restored)."""
+        tensor = torch.Tensor
+        return {"step": int, "elapsed": (int, float), "generator": dict, "discriminator": dict,
+                "g_ema": (dict, type(None)), "opt_g": dict, "opt_d": dict, "history": dict, "snapshots": list,
+                "fixed_noise": tensor, "config": dict,
+                "rng": {"torch": tensor, "cuda": list, "noise": tensor, "data": tensor}}
+
+    def extra_resume_settings(self, path, state: dict) -> dict[str, tuple]:
+        """``{name: (saved, now)}`` of settings a subclass keeps outside its config; :meth:`load` lists
+        their differences in the same error as the config's. Raise :class:`CheckpointError` here when
+        ``state`` was written by another kind of trainer."""
+        return {}
+
+    def load(self, path, allow_changed: Sequence[str] = ()) -> None:
+        """Restore everything saved by :meth:`save`; the next step continues exactly.
+
+        Resume contract: every setting of the config except ``resume_free_settings`` (steps,
+        checkpointing, logging, progress bar) must equal the checkpoint's; otherwise ONE
+        :class:`CheckpointError` lists each differing setting with both values. Opt-ins, named in
+        ``allow_changed``: ``"lr_d"``/``"lr_g"`` continue with this config's learning rates (set on
+        the loaded optimizers; their moment estimates are kept); ``"ema_decay"`` continues with
+        this config's EMA: turned on, the EMA generator starts from the LOADED generator; turned off,
+        the saved EMA weights are dropped; changed, the saved EMA weights continue with the new decay.
+        A malformed file raises :class:`CheckpointError` naming it and what is wrong.
+        """
+        allow = self._check_allow_changed(allow_changed)
+        state = load_checkpoint(path, required=self.checkpoint_layout())
+        cfg = self.config
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg)
+                    if f.default is not dataclasses.MISSING}
+        keys = [f.name for f in dataclasses.fields(cfg) if f.name not in self.resume_free_settings]
+        changed = require_same_settings(path, state["config"], cfg, keys, allow_changed=allow,
+                                        changeable=self.resume_changeable_settings, defaults=defaults,
+                                        extra=self.extra_resume_settings(path, state))
+        if self.G_ema is not None and state["g_ema"] is None and "ema_decay" not in changed:
+            raise CheckpointError(f"{path} holds no EMA generator although its config has ema_decay set; "
+                                  "the file is incomplete")
         try:
             self.G.load_state_dict(state["generator"])
             self.D.load_state_dict(state["discriminator"])
-            if self.G_ema is not None and state["g_ema"] is not None:
-                self.G_ema.load_state_dict(state["g_ema"])
+            if self.G_ema is not None:
+                if state["g_ema"] is not None:
+                    self.G_ema.load_state_dict(state["g_ema"])
+                else:  # EMA turned on at resume: it starts from the loaded generator
+                    self.G_ema.load_state_dict(self.G.state_dict())
         except RuntimeError as err:
             raise CheckpointError(f"{path} holds networks of another shape: {err}") from err
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            try:
+                opt.load_state_dict(state[name])
+            except (ValueError, KeyError, TypeError, RuntimeError) as err:
+                raise CheckpointError(f"{path}: its {name} optimizer state does not fit this run's "
+                                      f"{type(opt).__name__} ({type(err).__name__}: {err})") from err
+        for player, opt in (("d", self.opt_d), ("g", self.opt_g)):
+            if f"lr_{player}" in changed:
+                for group in opt.param_groups:
+                    group["lr"] = getattr(cfg, f"lr_{player}")
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.history = state["history"]
         self.snapshots = [(int(s), x) for s, x in state["snapshots"]]
