@@ -110,7 +110,9 @@ def train_one(experiment: str, config: TrainConfig, device: torch.device) -> Tra
     spec = EXPERIMENTS[experiment]
     seed_everything(config.seed)     # the same initial weights on every rank (DDP also broadcasts rank 0's)
     G, D = spec.make_generator().to(device), spec.make_discriminator().to(device)
-    trainer = Trainer(G, D, load_dataset(spec.dataset), config)
+    log = lambda tr: logger.info("step %d: d_loss %.4f, g_loss %.4f", tr.step, tr.history["d_loss"][-1],
+                                 tr.history["g_loss"][-1])
+    trainer = Trainer(G, D, load_dataset(spec.dataset), config, callbacks=[log])   # callbacks: rank 0 only
     trainer.fit()
     return trainer
 
@@ -154,14 +156,12 @@ def main(argv=None) -> int:
             config = make_config(args.experiment, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                  loss=args.loss, checkpoint_dir=args.checkpoint_dir,
                                  checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                                 progress=ctx.is_main)
+                                 progress=ctx.is_main and sys.stderr.isatty())
             logger.info("experiment %s: batch %d per process x %d = global batch %d", args.experiment,
                         config.batch_size, ctx.world_size, config.batch_size * ctx.world_size)
             trainer = train_one(args.experiment, config, device)
-            h = trainer.history
-            logger.info("step %d: d_loss %.4f, g_loss %.4f (means over ranks); %.2f s training, %.1f ms/step",
-                        trainer.step, h["d_loss"][-1], h["g_loss"][-1], trainer.elapsed,
-                        1000 * trainer.elapsed / max(1, args.steps))
+            logger.info("done: step %d, %.2f s of training (all sessions of this run), %.1f ms/step",
+                        trainer.step, trainer.elapsed, 1000 * trainer.elapsed / max(1, trainer.step))
             if args.experiment == "ring" and ctx.is_main:
                 stats = mode_statistics(trainer.sample(2500), trainer.source.to("cpu"))
                 logger.info("modes covered %d of 8, high-quality rate %.3f", int(stats.modes_covered),

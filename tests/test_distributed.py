@@ -144,3 +144,17 @@ def test_schemes_without_data_parallel_support_are_refused(monkeypatch):
     monkeypatch.setattr(D.DistContext, "detect", classmethod(lambda cls: cls(rank=0, world_size=2)))
     with pytest.raises(NotImplementedError, match="UnrolledTrainer does not support data-parallel"):
         UnrolledTrainer(*W.make_models(), ring_of_gaussians(), W.config(), unroll_steps=1)
+
+
+def test_command_line_trains_resumes_and_sweeps_in_one_process(tmp_path, capsys):
+    from ganlib.train import main
+
+    run = ["--experiment", "ring", "--batch-size", "16", "--log-every", "2", "--checkpoint-dir", str(tmp_path)]
+    assert main(run + ["--steps", "2"]) == 0
+    assert main(run + ["--steps", "4"]) == 0                      # resumes at step 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["history"]["step"] == [1, 2, 3, 4]
+    out = tmp_path / "sweep.pt"
+    assert main(["--sweep", "--arms", "ns,hinge", "--seeds", "0,3", "--steps", "2", "--out", str(out)]) == 0
+    assert [(r["arm"], r["seed"]) for r in load(out)] == [("ns", 0), ("ns", 3), ("hinge", 0), ("hinge", 3)]
+    with pytest.raises(SystemExit):
+        main(["--experiment", "nope"])
