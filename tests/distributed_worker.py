@@ -16,8 +16,9 @@ import torch
 
 from ganlib.data import ring_of_gaussians
 from ganlib.models import MLPDiscriminator, MLPGenerator
+from ganlib.regularizers import r1_penalty
 from ganlib.train import train_slice
-from ganlib.training import TrainConfig, Trainer, seed_everything
+from ganlib.training import CheckpointError, TrainConfig, Trainer, seed_everything
 from ganlib.training.distributed import init_from_env, sweep
 
 WORLD = 2
@@ -36,6 +37,11 @@ def make_models(seed=0):
 def config(batch_size=B, **kw):
     return TrainConfig(steps=8, batch_size=batch_size, n_critic=2, log_every=3, snapshot_every=4, ema_decay=0.9,
                        progress=False, **kw)
+
+
+def r1(D, real, fake):
+    """R1 (a double backward through D): its gradient must be averaged over ranks with the loss's."""
+    return r1_penalty(D, real, gamma=1.0)
 
 
 def noisy_penalty(D, real, fake):
@@ -75,7 +81,7 @@ def worker(rank: int, port: int, out: str, stage: str) -> None:
     out = Path(out)
     try:
         if stage == "first":
-            tr = Trainer(*make_models(), ring_of_gaussians(), config())
+            tr = Trainer(*make_models(), ring_of_gaussians(), config(), d_penalty=r1)
             tr.fit()
             torch.save(outcome(tr), out / f"ddp_rank{rank}.pt")
 
@@ -105,6 +111,14 @@ def worker(rank: int, port: int, out: str, stage: str) -> None:
             resumed.fit()
             if rank == 0:
                 torch.save(outcome(resumed), out / "resumed.pt")
+                (out / "bad").mkdir()
+                (out / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+            ctx.barrier()
+            try:   # rank 0 reads the file and must pass its error on, not leave rank 1 waiting
+                Trainer(*make_models(), ring_of_gaussians(), config(checkpoint_dir=str(out / "bad"))).fit()
+                (out / f"bad_rank{rank}.txt").write_text("no error")
+            except CheckpointError as err:
+                (out / f"bad_rank{rank}.txt").write_text(str(err))
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -70,11 +70,11 @@ def test_two_ranks_with_batch_b_equal_one_process_with_batch_2b(runs):
     # every rank holds the same networks, spectral norm's u and v included, and logs the same means
     assert any(k.endswith("_u") for k in r0["D"])
     assert_close(r1, r0, rtol=0, atol=0)
-    one = RankStreams(*W.make_models(), ring_of_gaussians(), W.config(batch_size=2 * W.B))
+    one = RankStreams(*W.make_models(), ring_of_gaussians(), W.config(batch_size=2 * W.B), d_penalty=W.r1)
     one.fit()
     assert_close(r0, W.outcome(one))                 # float tolerance: the sums run in another order
     # and not by accident: rank 0's stream alone (a single-process run with batch B) differs
-    alone = Trainer(*W.make_models(), ring_of_gaussians(), W.config())
+    alone = Trainer(*W.make_models(), ring_of_gaussians(), W.config(), d_penalty=W.r1)
     alone.fit()
     assert not torch.allclose(alone.G.net[0].weight, r0["G"]["net.0.weight"], atol=1e-4)
 
@@ -100,6 +100,12 @@ def test_killed_two_rank_run_resumes_exactly(runs):
     assert not torch.equal(state["rank_rng"][0]["noise"], state["rank_rng"][1]["noise"])
     assert not torch.equal(state["rank_rng"][0]["torch"], state["rank_rng"][1]["torch"])
     assert_close(load(runs / "resumed.pt"), load(runs / "straight.pt"), rtol=0, atol=0)
+
+
+@gloo
+def test_a_corrupt_checkpoint_fails_on_every_rank(runs):
+    for rank in range(W.WORLD):
+        assert "truncated or corrupt" in (runs / f"bad_rank{rank}.txt").read_text()
 
 
 # --- single-process pieces (no process group) --------------------------------------------------
@@ -138,6 +144,11 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path):
     save_checkpoint(path, {**state, "world_size": 2})
     with pytest.raises(CheckpointError, match="same number of processes"):
         Trainer(*W.make_models(), ring_of_gaussians(), W.config(checkpoint_dir=str(tmp_path))).fit()
+
+
+def test_sync_batchnorm_on_cpu_is_refused():
+    with pytest.raises(ValueError, match="SyncBatchNorm has no CPU kernel"):
+        D.DistContext(rank=0, world_size=2).wrap(torch.nn.BatchNorm1d(3), torch.device("cpu"), sync_batchnorm=True)
 
 
 def test_schemes_without_data_parallel_support_are_refused(monkeypatch):
