@@ -143,7 +143,7 @@ class DistContext:
             return module
         if sync_batchnorm:
             if device.type != "cuda":
-                raise ValueError("sync_batchnorm needs CUDA (SyncBatchNorm has no CPU kernel); "
+                raise ValueError("sync_batchnorm needs CUDA GPUs (SyncBatchNorm has no CPU kernel); "
                                  "train on GPUs or leave sync_batchnorm=False")
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         device_ids = [device.index] if device.type == "cuda" else None
