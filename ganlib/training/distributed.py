@@ -29,11 +29,15 @@ DDP and the two GAN updates (how :class:`~ganlib.training.Trainer` uses this mod
   calls the plain discriminator (not its wrapper) with ``requires_grad`` off: no gradient reaches
   D's parameters and D's reducer is never armed; the D step's ``zero_grad`` clears D anyway.
   The generator is called through its wrapper in the G step, so its gradients are averaged.
+  A ``d_penalty`` receives the plain D inside the D step: autograd sums the penalty's gradient
+  into each parameter before DDP's hook fires, so loss and penalty are averaged together (R1, a
+  double backward, is in the two-rank test).
 * **Buffers.** DDP copies rank 0's buffers to every rank before each forward through a wrapper
   (``broadcast_buffers=True``, the default, kept). Spectral norm's power-iteration vectors ``u``
   and ``v`` are buffers updated in place by every training-mode forward; since every rank holds
   the same weights (same initial broadcast, same averaged gradients, same optimizer) and the same
-  ``u``, the iteration gives the same vectors on every rank and the broadcast changes nothing.
+  ``u``, the iteration gives the same vectors on every rank and the broadcast changes nothing
+  (the two-rank test finds them identical).
   BatchNorm is different: in training mode each rank normalises with the statistics of *its own*
   batch (so a two-rank run is not a one-process run with the double batch), and its running
   averages, used in eval mode, are rank 0's after every broadcast. ``sync_batchnorm=True``
@@ -42,6 +46,9 @@ DDP and the two GAN updates (how :class:`~ganlib.training.Trainer` uses this mod
   copied to the history (one collective every ``log_every`` steps); D's and G's gradient norms
   are computed after DDP's averaging and are the same on every rank. Rank 0 writes the
   checkpoint, which holds every rank's RNG states; resuming needs the same world size.
+  Callbacks and the progress bar run on rank 0 only. The global ``torch`` generator (dropout,
+  noise inside some penalties) is the user's: the trainer stores and restores it per rank but
+  does not seed it per rank.
 """
 
 from __future__ import annotations
