@@ -18,7 +18,7 @@ from ganlib.data import ring_of_gaussians
 from ganlib.models import MLPDiscriminator, MLPGenerator
 from ganlib.regularizers import r1_penalty
 from ganlib.train import train_slice
-from ganlib.training import CheckpointError, TrainConfig, Trainer, seed_everything
+from ganlib.training import CheckpointError, TrainConfig, Trainer, load_checkpoint, seed_everything
 from ganlib.training.distributed import init_from_env, sweep
 
 WORLD = 2
@@ -50,15 +50,16 @@ def noisy_penalty(D, real, fake):
 
 
 class DiesAfterCheckpoint(Trainer):
-    """Every rank dies (no clean-up at all) right after the checkpoint of step KILL_AT is written."""
+    """Every rank dies (no clean-up at all) in the middle of a step, two steps after the checkpoint
+    of step KILL_AT was written: after the first D update of step KILL_AT + 2."""
 
     supports_data_parallel = True
 
-    def save(self, path=None):
-        out = super().save(path)
-        if self.step == KILL_AT:
+    def d_step(self, real):
+        stats = super().d_step(real)
+        if self.step == KILL_AT + 1:      # self.step counts finished steps
             os._exit(0)
-        return out
+        return stats
 
 
 def outcome(trainer: Trainer) -> dict:
@@ -104,6 +105,9 @@ def worker(rank: int, port: int, out: str, stage: str) -> None:
             doomed.fit()
             raise AssertionError("the run should have died at its checkpoint")
         elif stage == "resume":
+            if rank == 0:
+                found = load_checkpoint(out / "ckpt" / "checkpoint.pt")["step"]
+                (out / "found_step.txt").write_text(str(found))
             torch.manual_seed(int(time.time()))   # a new process: its global RNG is anywhere
             resumed = Trainer(*make_models(), ring_of_gaussians(),
                               config(checkpoint_dir=str(out / "ckpt"), checkpoint_every=KILL_AT),

@@ -95,6 +95,7 @@ def test_two_rank_sweep_returns_the_one_process_results(runs):
 
 @gloo
 def test_killed_two_rank_run_resumes_exactly(runs):
+    assert (runs / "found_step.txt").read_text() == str(W.KILL_AT)     # the killed run had left step 4
     state = load_checkpoint(runs / "ckpt" / "checkpoint.pt")
     assert state["step"] == 8 and state["world_size"] == 2 and len(state["rank_rng"]) == 2
     assert not torch.equal(state["rank_rng"][0]["noise"], state["rank_rng"][1]["noise"])
