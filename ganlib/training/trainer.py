@@ -18,12 +18,17 @@ Design points:
 * **Predictable resume.** A checkpoint resumes only with the same settings; every difference is
   listed in one error, and ``allow_changed`` opts in to new learning rates or EMA (see
   :meth:`Trainer.load` and the contract in :mod:`ganlib.training`).
+* **Data-parallel** under ``torchrun``: built while a ``torch.distributed`` process group is
+  initialised, the trainer wraps G and D in ``DistributedDataParallel``, gives every rank its
+  own data and noise streams, averages the logged statistics over ranks, and logs, shows
+  progress and writes checkpoints on rank 0 only (see :mod:`ganlib.training.distributed`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -37,6 +42,9 @@ from torch import nn
 from ..losses import get_loss
 from ..validation import as_float, as_int, check_source
 from .checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
+from .distributed import DistContext, stream_seed
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "rmsprop")
 HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g")
@@ -168,14 +176,25 @@ class Trainer:
         d_penalty: optional ``f(discriminator, real, fake) -> scalar`` added to the D loss
             (gradient penalties; see ``ganlib.regularizers``).
         d_after_step: optional ``f(discriminator)`` run after every D update (weight clipping).
-        callbacks: callables ``f(trainer)`` run every ``log_every`` steps (live plots).
+        callbacks: callables ``f(trainer)`` run every ``log_every`` steps (live plots); on rank 0
+            only when data-parallel.
+        sync_batchnorm: data-parallel on CUDA only: BatchNorm over the global batch
+            (``SyncBatchNorm``) rather than each rank's own.
+
+    Data-parallel (a process group is initialised, e.g. by
+    :func:`ganlib.training.distributed.init_from_env` under ``torchrun``): ``config.batch_size``
+    is the batch of each rank, the global batch is ``batch_size x world_size``. :meth:`save`
+    and :meth:`fit` must be called on every rank (they hold collectives). A subclass trains
+    data-parallel only if it sets ``supports_data_parallel = True`` itself, after checking that
+    its own updates call :attr:`G_train` / :attr:`D_train`.
     """
 
     checkpoint_name = "checkpoint.pt"
+    supports_data_parallel = True   # not inherited: see _check_data_parallel
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, source, config: TrainConfig,
                  d_penalty: Callable | None = None, d_after_step: Callable | None = None,
-                 callbacks: Sequence[Callable] = ()):
+                 callbacks: Sequence[Callable] = (), sync_batchnorm: bool = False):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a ganlib.training.TrainConfig, got {type(config).__name__}; "
                             "build one with TrainConfig(steps=..., batch_size=...)")
@@ -206,13 +225,20 @@ class Trainer:
         self.source = source.to(self.device) if hasattr(source, "to") else source
         self.loss = get_loss(config.loss)
         self.d_penalty, self.d_after_step, self.callbacks = d_penalty, d_after_step, list(callbacks)
+        self.dist = DistContext.detect()
+        self._check_data_parallel()
+        # G_train / D_train: what the updates call; DDP wrappers sharing G's and D's parameters when
+        # data-parallel (their construction copies rank 0's weights and buffers to every rank)
+        self.G_train = self.dist.wrap(generator, self.device, sync_batchnorm)
+        self.D_train = self.dist.wrap(discriminator, self.device, sync_batchnorm)
         self.opt_d = make_optimizer(discriminator.parameters(), config, "d")
         self.opt_g = make_optimizer(generator.parameters(), config, "g")
         self.G_ema = None
         if config.ema_decay is not None:
             self.G_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-        self.noise_rng = torch.Generator(self.device).manual_seed(config.seed)
-        self.data_rng = torch.Generator(self.device).manual_seed(config.seed + 1)
+        stream = stream_seed(config.seed, self.dist.rank)   # = config.seed in one process
+        self.noise_rng = torch.Generator(self.device).manual_seed(stream)
+        self.data_rng = torch.Generator(self.device).manual_seed(stream + 1)
         fixed_rng = torch.Generator(self.device).manual_seed(config.seed + 2)
         self.fixed_noise = generator.sample_latent(config.n_fixed_samples, generator=fixed_rng, device=self.device)
         self.step = 0
@@ -222,12 +248,23 @@ class Trainer:
         self._pending: list[torch.Tensor] = []
         self._pending_steps: list[int] = []
 
+    def _check_data_parallel(self) -> None:
+        if self.dist.enabled and not type(self).__dict__.get("supports_data_parallel", False):
+            raise NotImplementedError(
+                f"{type(self).__name__} does not support data-parallel training yet: its updates would not "
+                "average gradients over ranks. Run it in one process (without torchrun), or use Trainer.")
+
+    @property
+    def global_batch_size(self) -> int:
+        """Samples per update over all ranks: ``config.batch_size x world_size``."""
+        return self.config.batch_size * self.dist.world_size
+
     # --- the two updates ---------------------------------------------------------------------
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp_dtype == "bf16")
 
     def fake_batch(self, n: int) -> torch.Tensor:
-        return self.G(self.G.sample_latent(n, generator=self.noise_rng, device=self.device))
+        return self.G_train(self.G.sample_latent(n, generator=self.noise_rng, device=self.device))
 
     def real_batch(self, n: int) -> torch.Tensor:
         return self.source.sample(n, self.data_rng)
@@ -237,7 +274,7 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             fake = self.fake_batch(len(real))
         with self.autocast():
-            real_logits, fake_logits = self.D(real), self.D(fake.float())
+            real_logits, fake_logits = self.D_train(real), self.D_train(fake.float())
         loss = self.loss.d(real_logits.float(), fake_logits.float())
         if self.d_penalty is not None:
             loss = loss + self.d_penalty(self.D, real, fake.float())
@@ -248,7 +285,11 @@ class Trainer:
                 "d_fake": fake_logits.detach().float().mean(), "grad_norm_d": grad_norm}
 
     def g_step(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """One generator update (D's parameters frozen for the backward pass)."""
+        """One generator update (D's parameters frozen for the backward pass).
+
+        D is called unwrapped: when data-parallel its DDP hooks stay unarmed, so nothing of this
+        backward pass is reduced into D's gradients (G is called through its wrapper).
+        """
         self.D.requires_grad_(False)
         try:
             with self.autocast():
@@ -276,7 +317,7 @@ class Trainer:
         which receives ``allow_changed``).
         """
         target = self.config.steps if steps is None else as_int("steps", steps, low=0)
-        if self.step == 0 and self.checkpoint_path is not None and self.checkpoint_path.exists():
+        if self.step == 0 and self.checkpoint_path is not None and self.dist.from_main(self.checkpoint_path.exists):
             self.load(self.checkpoint_path, allow_changed=allow_changed)
         elif allow_changed:
             self._check_allow_changed(allow_changed)
@@ -284,7 +325,11 @@ class Trainer:
 
         cfg = self.config
         # GANLIB_STATIC=1 (set when the book is built) turns the bar off: a static page can't animate it
-        show = cfg.progress and os.environ.get("GANLIB_STATIC") != "1"
+        show = cfg.progress and os.environ.get("GANLIB_STATIC") != "1" and self.dist.is_main
+        if self.dist.enabled and self.dist.is_main:
+            logger.info("data-parallel over %d ranks (%s): global batch = %d per rank x %d = %d",
+                        self.dist.world_size, self.dist.backend, cfg.batch_size, self.dist.world_size,
+                        self.global_batch_size)
         bar = tqdm(total=target, initial=self.step, disable=not show, desc="training", leave=False)
         start = time.perf_counter()
         try:
@@ -305,7 +350,7 @@ class Trainer:
                     bar.update(self.step - bar.n)
                     bar.set_postfix(d_loss=f"{self.history['d_loss'][-1]:.3f}",
                                     g_loss=f"{self.history['g_loss'][-1]:.3f}")
-                    for callback in self.callbacks:
+                    for callback in self.callbacks if self.dist.is_main else ():
                         callback(self)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.elapsed += time.perf_counter() - start
@@ -323,7 +368,7 @@ class Trainer:
         """Move pending per-step stats to ``history`` (one host copy) and check they are finite."""
         if not self._pending:
             return
-        rows = torch.stack(self._pending).cpu()
+        rows = self.dist.average(torch.stack(self._pending)).cpu()   # the mean over ranks
         steps, self._pending, self._pending_steps = self._pending_steps, [], []
         bad = ~torch.isfinite(rows)
         if bad.any():
@@ -372,8 +417,14 @@ class Trainer:
         d = self.config.checkpoint_dir
         return None if d is None else Path(d) / self.checkpoint_name
 
-    def state_dict(self) -> dict:
+    def _rng_state(self) -> dict:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"torch": torch.get_rng_state(), "cuda": cuda,
+                "noise": self.noise_rng.get_state(), "data": self.data_rng.get_state()}
+
+    def state_dict(self) -> dict:
+        """Everything :meth:`load` needs; data-parallel, a collective (every rank's RNG states)."""
+        rank_rng = self.dist.all_gather(self._rng_state())
         return {
             "step": self.step, "elapsed": self.elapsed,
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
@@ -381,17 +432,21 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "history": self.history, "snapshots": [[s, x] for s, x in self.snapshots],
             "fixed_noise": self.fixed_noise,
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda,
-                    "noise": self.noise_rng.get_state(), "data": self.data_rng.get_state()},
+            "rng": rank_rng[0], "rank_rng": rank_rng, "world_size": self.dist.world_size,
             "config": dataclasses.asdict(self.config),
         }
 
     def save(self, path=None) -> Path:
+        """Write a checkpoint (data-parallel: call on every rank; rank 0 writes it)."""
         self._flush()
         path = path or self.checkpoint_path
         if path is None:
             raise ValueError("no path given and config.checkpoint_dir is None")
-        return save_checkpoint(path, self.state_dict())
+        state = self.state_dict()
+        if self.dist.is_main:
+            save_checkpoint(path, state)
+        self.dist.barrier()
+        return Path(path)
 
     #: settings that may differ freely between a checkpoint and the run resuming it
     resume_free_settings = ("steps", "checkpoint_dir", "checkpoint_every", "log_every", "snapshot_every", "progress")
@@ -432,7 +487,7 @@ class Trainer:
         A malformed file raises :class:`CheckpointError` naming it and what is wrong.
         """
         allow = self._check_allow_changed(allow_changed)
-        state = load_checkpoint(path, required=self.checkpoint_layout())
+        state = self.dist.from_main(load_checkpoint, path, required=self.checkpoint_layout())  # rank 0 reads
         cfg = self.config
         defaults = {f.name: f.default for f in dataclasses.fields(cfg)
                     if f.default is not dataclasses.MISSING}
@@ -443,6 +498,13 @@ class Trainer:
         if self.G_ema is not None and state["g_ema"] is None and "ema_decay" not in changed:
             raise CheckpointError(f"{path} holds no EMA generator although its config has ema_decay set; "
                                   "the file is incomplete")
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            raise CheckpointError(
+                f"{path} was written by {saved_world} process(es) but this run has {self.dist.world_size}: every "
+                "rank's data and noise streams are in it, so resume with the same number of processes "
+                "(torchrun --nproc_per_node x --nnodes). To only use the weights, read "
+                "load_checkpoint(path)['generator'].")
         try:
             self.G.load_state_dict(state["generator"])
             self.D.load_state_dict(state["discriminator"])
@@ -467,7 +529,7 @@ class Trainer:
         self.history = state["history"]
         self.snapshots = [(int(s), x) for s, x in state["snapshots"]]
         self.fixed_noise = state["fixed_noise"].to(self.device)
-        rng = state["rng"]
+        rng = state["rank_rng"][self.dist.rank] if "rank_rng" in state else state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
