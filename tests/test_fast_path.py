@@ -136,3 +136,18 @@ def test_combined_fast_paths_train_like_the_eager_step_on_cuda(device, fast):
     plain.fit(steps=8); quick.fit(steps=8)
     tol = 5e-2 if fast.get("amp_dtype") else 1e-3                # other kernels: rounding differs, losses agree
     assert_close(torch.tensor(plain.history["d_loss"]), torch.tensor(quick.history["d_loss"]), rtol=tol, atol=tol)
+
+
+def test_the_benchmark_prints_its_table_on_cpu(capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_fast_path
+
+    bench_fast_path.main(["--size", "8", "--width", "4", "--batch", "4", "--steps", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "batch |" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == [name for name, _ in bench_fast_path.MODES]
+    assert rows[0].rstrip().endswith("1.00x |")
+    assert sum("n/a on cpu" in r for r in rows) == 2                   # the two CUDA-graph modes

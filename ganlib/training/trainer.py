@@ -149,9 +149,10 @@ def _has_batchnorm(module: nn.Module) -> bool:
 
 
 def _grad_norm(params) -> torch.Tensor:
+    params = list(params)
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
+    if not grads:  # on the parameters' device, like a real norm (the history stacks it with device scalars)
+        return torch.zeros((), device=params[0].device if params else None)
     return torch.nn.utils.get_total_norm(grads)
 
 
