@@ -276,3 +276,29 @@ def test_cached_run_corrupt_file_says_what_to_do(tmp_path):
         book.cached_run(path, lambda: 1)
     assert book.cached_run(path, lambda: 5, refresh=True, verbose=False) == 5
     assert book.cached_run(path, lambda: 6, verbose=False) == 5
+
+
+def _chapter_presets():
+    """(chapter, smoke, book, gpu) of every chapter's select_profile call, evaluated with SEED = 0."""
+    import ast
+    import json
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "book").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for source in ("".join(c["source"]) for c in cells if c["cell_type"] == "code"):
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "select_profile":
+                    kw = {k.arg: eval(compile(ast.Expression(k.value), path.name, "eval"), {"SEED": 0})
+                          for k in node.keywords}
+                    yield path.stem, kw["smoke"], kw["book"], kw["gpu"]
+
+
+def test_every_chapter_has_a_gpu_dry_profile_with_only_counts_shrunk():
+    chapters = list(_chapter_presets())
+    assert len(chapters) == 12
+    for name, smoke, book_, gpu in chapters:
+        dry = book.dry_preset(gpu, smoke)            # raises on a key it cannot classify
+        changed = {k for k in gpu if dry[k] != gpu[k]}
+        assert all(book.COUNT_KEY.fullmatch(k) for k in changed), name
+        assert all(dry[k] == gpu[k] for k in gpu if book.KEPT_KEY.fullmatch(k)), name

@@ -353,7 +353,7 @@ class Trainer:
         if self.G_ema is not None:
             self._update_ema()
         stats = {**d_stats, **g_stats}
-        return torch.stack([stats[k].float().reshape(()).to(self.device) for k in HISTORY_KEYS])
+        return torch.stack([stats[k].float().reshape(()) for k in HISTORY_KEYS])
 
     def _graphed_step(self) -> torch.Tensor:
         """:meth:`_train_step` captured once in a CUDA graph and replayed (``cuda_graph=True``).
