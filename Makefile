@@ -1,6 +1,7 @@
 # The two commands of this repository:
 #   make book   run every chapter (profile "book"), build the HTML book, browser check
-#   make test   unit tests, every chapter at smoke size, HTML build, browser check
+#   make test   unit tests, every chapter at smoke size and its gpu code path at a few steps
+#               (profile gpu-dry, not rendered), HTML build, browser check
 # Every step is idempotent: the venv is reinstalled only when requirements.txt
 # or pyproject.toml change, and a chapter is re-executed only when its source,
 # ganlib or the pins changed (scripts/run_chapters.py --force reruns anyway).
@@ -20,7 +21,7 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 
 help:
 	@echo "make book   - run every chapter with the 'book' profile, build the HTML (_build/site/_build/html), Chromium check"
-	@echo "make test   - pytest, every chapter with the 'smoke' profile, HTML build (-W), Chromium check"
+	@echo "make test   - pytest, every chapter with the 'smoke' and 'gpu-dry' profiles, HTML build (-W), Chromium check"
 	@echo "make student - student versions of the chapters in _build/student/"
 	@echo "make clean  - remove _build/ (make distclean also removes .venv/)"
 
@@ -48,6 +49,8 @@ chromium:
 test: venv
 	$(PY) -m pytest -q tests
 	$(PY) scripts/run_chapters.py --profile smoke --build-dir $(TEST_BUILD)
+	$(PY) scripts/run_chapters.py --profile gpu-dry --build-dir $(TEST_BUILD)/gpu-dry
+	$(PY) scripts/run_chapters.py --profile gpu-dry --only 12 -p DATASET mnist --build-dir $(TEST_BUILD)/gpu-dry-mnist
 	$(PY) scripts/build_html.py --build-dir $(TEST_BUILD)
 	$(PY) scripts/check_html.py --build-dir $(TEST_BUILD)
 	$(PY) scripts/make_student_version.py --out-dir $(TEST_BUILD)/student

@@ -8,6 +8,7 @@ are what ``scripts/build_html.py`` renders.
 
     python scripts/run_chapters.py --profile smoke              # all chapters, CI size
     python scripts/run_chapters.py --profile book --only 06     # one chapter
+    python scripts/run_chapters.py --profile gpu-dry            # the gpu code path, a few steps (CI)
     python scripts/run_chapters.py --only 01_gan_game -p SEED 3  # extra parameters
     python scripts/run_chapters.py --list                       # chapters + parameters
 
@@ -38,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILES = ("smoke", "book", "gpu")
+PROFILES = ("smoke", "book", "gpu", "gpu-dry")
 KERNEL_NAME = "ganbook"
-DEFAULT_CELL_TIMEOUT = {"smoke": 300, "book": 1200, "gpu": None}
+DEFAULT_CELL_TIMEOUT = {"smoke": 300, "book": 1200, "gpu": None, "gpu-dry": 900}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build-dir", type=Path, default=REPO / "_build",
                     help="where executed/ goes (default: _build)")
     ap.add_argument("--cell-timeout", type=int, default=None,
-                    help="seconds per cell (default: smoke 300, book 1200, gpu none)")
+                    help="seconds per cell (default: smoke 300, book 1200, gpu none, gpu-dry 900)")
     ap.add_argument("--log-output", action="store_true", help="stream cell outputs to the log")
     ap.add_argument("--force", action="store_true",
                     help="rerun chapters whose executed copy is already fresh (same source, "

@@ -93,12 +93,12 @@ def test_hardware_summary_names_cpu_cores_and_torch(no_accelerator):
 def test_select_profile_returns_the_chosen_preset(capsys):
     P = book.select_profile("book", **PRESETS)
     assert (P.name, P.steps, P.lr) == ("book", 2000, 1e-3)
-    assert vars(P) == {**PRESETS["book"], "name": "book"}
+    assert vars(P) == {**PRESETS["book"], "name": "book", "dry": False}
     assert capsys.readouterr().out == ""  # no banner outside smoke
 
 
-def test_select_profile_unknown_lists_the_three():
-    with pytest.raises(ValueError, match="'smoke', 'book', 'gpu'"):
+def test_select_profile_unknown_lists_the_profiles():
+    with pytest.raises(ValueError, match="'smoke', 'book', 'gpu', 'gpu-dry'"):
         book.select_profile("full", **PRESETS)
 
 
@@ -108,10 +108,37 @@ def test_select_profile_names_missing_keys():
         book.select_profile("book", **presets)
 
 
-def test_select_profile_reserves_name():
-    presets = {k: {**v, "name": "x"} for k, v in PRESETS.items()}
-    with pytest.raises(ValueError, match="reserved key 'name'"):
+@pytest.mark.parametrize("key", ["name", "dry"])
+def test_select_profile_reserves_name_and_dry(key):
+    presets = {k: {**v, key: "x"} for k, v in PRESETS.items()}
+    with pytest.raises(ValueError, match=f"reserved key '{key}'"):
         book.select_profile("book", **presets)
+
+
+def test_gpu_dry_is_gpu_with_only_the_counts_shrunk(capsys):
+    presets = dict(
+        smoke=dict(steps=20, n_seeds=2, eval_every=10, sizes=[5, 10], digits_budget_s=3.0, hidden=8, lr=1e-2,
+                   batch=16, dataset="digits", n_players=2, unroll_ks=[1], grid_steps=50),
+        book=dict(steps=400, n_seeds=3, eval_every=100, sizes=[5, 10, 50], digits_budget_s=20.0, hidden=32, lr=1e-3,
+                  batch=32, dataset="digits", n_players=4, unroll_ks=[1, 3], grid_steps=0),
+        gpu=dict(steps=20000, n_seeds=10, eval_every=1000, sizes=[25, 397], digits_budget_s=300.0, hidden=128,
+                 lr=2e-4, batch=64, dataset="mnist", n_players=4, unroll_ks=[1, 5, 10], grid_steps=30),
+    )
+    P = book.select_profile("gpu-dry", **presets)
+    assert vars(P) == dict(steps=20, n_seeds=2, eval_every=10, sizes=[5, 10], digits_budget_s=3.0,
+                           grid_steps=30,                     # smoke's 50 is more than gpu's 30: gpu's kept
+                           hidden=128, lr=2e-4, batch=64, dataset="mnist", n_players=4, unroll_ks=[1, 5, 10],
+                           name="gpu-dry", dry=True)
+    assert book.DRY_BANNER in capsys.readouterr().out
+    assert book.select_profile("gpu", **presets).dry is False
+
+
+@pytest.mark.parametrize("key", ["temperature", "lr_steps"])
+def test_gpu_dry_refuses_a_key_it_cannot_classify(key):
+    presets = {k: dict(steps=2, **{key: 1}) for k in ("smoke", "book", "gpu")}
+    with pytest.raises(ValueError, match=f"preset key '{key}' is (neither|both).*COUNT_KEY or KEPT_KEY"):
+        book.select_profile("gpu-dry", **presets)
+    assert book.select_profile("gpu", **presets).name == "gpu"   # the other profiles do not classify keys
 
 
 def test_smoke_banner_is_printed_without_ipython(capsys):
@@ -162,14 +189,6 @@ def test_glue_rejects_empty_name():
 
 
 # --- Colab --------------------------------------------------------------------------------------
-def test_colab_setup_code_is_the_chapters_command():
-    assert book.colab_setup_code() == 'pip install -q "ganlib @ git+https://github.com/ganbook/gan-training-book@main"'
-    assert book.colab_setup_code("me/fork", "dev") == 'pip install -q "ganlib @ git+https://github.com/me/fork@dev"'
-    assert "torch" not in book.colab_setup_code()
-    with pytest.raises(ValueError, match="owner/name"):
-        book.colab_setup_code("not a repo")
-    with pytest.raises(ValueError, match="branch"):
-        book.colab_setup_code(branch='main" && rm -rf /')
 
 
 def test_in_colab(monkeypatch):
@@ -257,3 +276,29 @@ def test_cached_run_corrupt_file_says_what_to_do(tmp_path):
         book.cached_run(path, lambda: 1)
     assert book.cached_run(path, lambda: 5, refresh=True, verbose=False) == 5
     assert book.cached_run(path, lambda: 6, verbose=False) == 5
+
+
+def _chapter_presets():
+    """(chapter, smoke, book, gpu) of every chapter's select_profile call, evaluated with SEED = 0."""
+    import ast
+    import json
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "book").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for source in ("".join(c["source"]) for c in cells if c["cell_type"] == "code"):
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "select_profile":
+                    kw = {k.arg: eval(compile(ast.Expression(k.value), path.name, "eval"), {"SEED": 0})
+                          for k in node.keywords}
+                    yield path.stem, kw["smoke"], kw["book"], kw["gpu"]
+
+
+def test_every_chapter_has_a_gpu_dry_profile_with_only_counts_shrunk():
+    chapters = list(_chapter_presets())
+    assert len(chapters) == 12
+    for name, smoke, book_, gpu in chapters:
+        dry = book.dry_preset(gpu, smoke)            # raises on a key it cannot classify
+        changed = {k for k in gpu if dry[k] != gpu[k]}
+        assert all(book.COUNT_KEY.fullmatch(k) for k in changed), name
+        assert all(dry[k] == gpu[k] for k in gpu if book.KEPT_KEY.fullmatch(k)), name

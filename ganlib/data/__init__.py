@@ -11,12 +11,12 @@ import torch
 
 from ..validation import as_int, check_finite, check_generator
 from .augment import AugmentPhase, PhasedAugmentation, affine_transform, random_affine
-from .images import load_digits, load_lfw_faces, load_torchvision, stacked_digits
+from .images import load_digits, load_lfw_faces, load_torchvision, stacked_digits, synthetic_stand_in
 from .mixtures import GaussianMixture, grid_of_gaussians, ring_of_gaussians
 
 __all__ = [
     "GaussianMixture", "ring_of_gaussians", "grid_of_gaussians", "load_digits", "stacked_digits",
-    "load_lfw_faces", "load_torchvision", "TensorSource", "load_dataset", "DATASETS",
+    "load_lfw_faces", "load_torchvision", "synthetic_stand_in", "TensorSource", "load_dataset", "DATASETS",
     "AugmentPhase", "PhasedAugmentation", "affine_transform", "random_affine",
 ]
 
@@ -86,8 +86,17 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, **kwargs):
-    """A data source by name: one of ``DATASETS`` (clear error on an unknown name)."""
+DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
+
+
+def load_dataset(name: str, stand_in: bool = False, **kwargs):
+    """A data source by name: one of ``DATASETS`` (clear error on an unknown name).
+
+    ``stand_in=True`` (the ``gpu-dry`` profile) replaces a data set that needs a download by a
+    synthetic one of the same shape (:func:`synthetic_stand_in`); offline data sets ignore it.
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    if name in DOWNLOADED:
+        kwargs["stand_in"] = stand_in
     return DATASETS[name](**kwargs)

@@ -22,10 +22,15 @@ Design points:
   initialised, the trainer wraps G and D in ``DistributedDataParallel``, gives every rank its
   own data and noise streams, averages the logged statistics over ranks, and logs, shows
   progress and writes checkpoints on rank 0 only (see :mod:`ganlib.training.distributed`).
+* **CUDA fast path** (each a :class:`TrainConfig` switch): ``amp_dtype="bf16"`` (autocast),
+  ``channels_last=True`` (NHWC memory layout for conv nets) and ``cuda_graph=True`` (the whole
+  step, ``n_critic`` D updates + G update + EMA, captured once and replayed; see :meth:`Trainer._graphed_step`
+  for its constraints). All three are numerically the same training; bf16 changes rounding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -68,7 +73,11 @@ class TrainConfig:
 
     ``optimizer`` is ``"adam"`` or ``"rmsprop"`` (see :func:`make_optimizer`).
     ``amp_dtype="bf16"`` runs forward passes under bfloat16 autocast (no loss scaling
-    needed). ``checkpoint_every=0`` saves only at the end of :meth:`Trainer.fit`.
+    needed). ``channels_last=True`` stores conv nets' weights and image batches in NHWC
+    layout (faster convolutions on tensor-core GPUs; same results). ``cuda_graph=True``
+    captures the whole training step in a CUDA graph after ``graph_warmup`` eager steps and
+    replays it (CUDA only; static shapes; see :meth:`Trainer._graphed_step`).
+    ``checkpoint_every=0`` saves only at the end of :meth:`Trainer.fit`.
 
     Every value is checked here, before a model is touched: numbers given as strings (``"2e-4"``,
     what a YAML file gives) are parsed; anything else out of range or of the wrong kind is refused
@@ -86,6 +95,9 @@ class TrainConfig:
     loss: str = "ns"
     ema_decay: float | None = None
     amp_dtype: str | None = None
+    channels_last: bool = False
+    cuda_graph: bool = False
+    graph_warmup: int = 3
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
     log_every: int = 50
@@ -96,7 +108,7 @@ class TrainConfig:
 
     def __post_init__(self):
         # numbers may come as strings (YAML 1.1 reads 2e-4 as "2e-4"): parsed, or refused by name
-        for name in ("steps", "batch_size", "n_critic", "log_every", "n_fixed_samples"):
+        for name in ("steps", "batch_size", "n_critic", "log_every", "n_fixed_samples", "graph_warmup"):
             setattr(self, name, as_int(name, getattr(self, name), low=1))
         for name in ("checkpoint_every", "snapshot_every", "seed"):
             setattr(self, name, as_int(name, getattr(self, name), low=0 if name != "seed" else None))
@@ -138,9 +150,14 @@ def make_optimizer(params, config: TrainConfig, player: str) -> torch.optim.Opti
     if player not in ("d", "g"):
         raise ValueError(f"player must be 'd' or 'g', got {player!r}")
     lr = getattr(config, f"lr_{player}")
+    capturable = bool(getattr(config, "cuda_graph", False))  # step counters on the device: no host sync
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=getattr(config, f"betas_{player}"))
+        return torch.optim.RMSprop(params, lr=lr, capturable=capturable)
+    return torch.optim.Adam(params, lr=lr, betas=getattr(config, f"betas_{player}"), capturable=capturable)
+
+
+def _has_conv2d(module: nn.Module) -> bool:
+    return any(p.ndim == 4 for p in module.parameters())
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -148,9 +165,10 @@ def _has_batchnorm(module: nn.Module) -> bool:
 
 
 def _grad_norm(params) -> torch.Tensor:
+    params = list(params)
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
+    if not grads:  # on the parameters' device, like a real norm (the history stacks it with device scalars)
+        return torch.zeros((), device=params[0].device if params else None)
     return torch.nn.utils.get_total_norm(grads)
 
 
@@ -192,6 +210,15 @@ class Trainer:
     checkpoint_name = "checkpoint.pt"
     supports_data_parallel = True   # not inherited: see _check_data_parallel
 
+    # cuda_graph=True is allowed for Trainer's own step. A subclass must declare its own step
+    # graph-safe (the same computation every step, no Python state that changes between steps, no
+    # host syncs) by setting supports_cuda_graph = True in its body; it is not inherited.
+    supports_cuda_graph = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.supports_cuda_graph = bool(cls.__dict__.get("supports_cuda_graph", False))
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, source, config: TrainConfig,
                  d_penalty: Callable | None = None, d_after_step: Callable | None = None,
                  callbacks: Sequence[Callable] = (), sync_batchnorm: bool = False):
@@ -222,6 +249,10 @@ class Trainer:
                 "of a batch, so the per-sample gradient the penalty constrains is not defined. Build the "
                 "discriminator with norm='none' or norm='layer'."
             )
+        self._check_fast_path(config)
+        if config.channels_last:
+            generator.to(memory_format=torch.channels_last)
+            discriminator.to(memory_format=torch.channels_last)
         self.source = source.to(self.device) if hasattr(source, "to") else source
         self.loss = get_loss(config.loss)
         self.d_penalty, self.d_after_step, self.callbacks = d_penalty, d_after_step, list(callbacks)
@@ -247,6 +278,20 @@ class Trainer:
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self._pending: list[torch.Tensor] = []
         self._pending_steps: list[int] = []
+        self._graph = None               # the captured step (cuda_graph=True), built by _graphed_step
+        self._inputs = _StepInputs()     # its random inputs: real batches and latent codes
+
+    def _check_fast_path(self, config: TrainConfig) -> None:
+        if config.channels_last and not (_has_conv2d(self.G) or _has_conv2d(self.D)):
+            raise ValueError("channels_last=True is for convolutional networks (4-D weights); neither network has "
+                             "one. Leave it False for MLPs.")
+        if config.cuda_graph:
+            if self.device.type != "cuda":
+                raise ValueError(f"cuda_graph=True needs the networks on a CUDA device, they are on {self.device}: "
+                                 "CUDA graphs do not exist on the CPU or MPS. Leave cuda_graph False there.")
+            if not type(self).supports_cuda_graph:
+                raise ValueError(f"{type(self).__name__} does not support cuda_graph=True: its step changes with "
+                                 "Python state between steps, which a captured graph would not see.")
 
     def _check_data_parallel(self) -> None:
         if self.dist.enabled and not type(self).__dict__.get("supports_data_parallel", False):
@@ -261,13 +306,28 @@ class Trainer:
 
     # --- the two updates ---------------------------------------------------------------------
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp_dtype == "bf16")
+        # a CUDA graph must not reuse autocast's cache of cast weights across replays
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp_dtype == "bf16",
+                              cache_enabled=not self.config.cuda_graph)
+
+    def latent_batch(self, n: int) -> torch.Tensor:
+        """``n`` latent codes from the trainer's noise generator (a static buffer inside a CUDA graph)."""
+        return self._inputs.take("latent", n, self._draw)
 
     def fake_batch(self, n: int) -> torch.Tensor:
-        return self.G_train(self.G.sample_latent(n, generator=self.noise_rng, device=self.device))
+        return self.G_train(self.latent_batch(n))
 
     def real_batch(self, n: int) -> torch.Tensor:
-        return self.source.sample(n, self.data_rng)
+        """``n`` real samples from ``source`` with the trainer's data generator (NHWC under channels_last)."""
+        return self._inputs.take("real", n, self._draw)
+
+    def _draw(self, kind: str, n: int) -> torch.Tensor:
+        if kind == "latent":
+            return self.G.sample_latent(n, generator=self.noise_rng, device=self.device)
+        real = self.source.sample(n, self.data_rng)
+        if self.config.channels_last and real.ndim == 4:
+            real = real.contiguous(memory_format=torch.channels_last)
+        return real
 
     def d_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One discriminator update; returns detached device scalars (no sync)."""
@@ -334,14 +394,9 @@ class Trainer:
         start = time.perf_counter()
         try:
             while self.step < target:
-                for _ in range(cfg.n_critic):
-                    d_stats = self.d_step(self.real_batch(cfg.batch_size))
-                g_stats = self.g_step(cfg.batch_size)
-                if self.G_ema is not None:
-                    self._update_ema()
+                row = self._graphed_step() if cfg.cuda_graph else self._train_step()
                 self.step += 1
-                stats = {**d_stats, **g_stats}
-                self._pending.append(torch.stack([stats[k].float().reshape(()) for k in HISTORY_KEYS]))
+                self._pending.append(row)
                 self._pending_steps.append(self.step)
                 if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
                     self.snapshots.append((self.step, self.sample_fixed()))
@@ -363,6 +418,49 @@ class Trainer:
         if self.checkpoint_path is not None:
             self.save()
         return self.history
+
+    def _train_step(self) -> torch.Tensor:
+        """One step: ``n_critic`` D updates, one G update, the EMA; its statistics as one device row."""
+        cfg = self.config
+        for _ in range(cfg.n_critic):
+            d_stats = self.d_step(self.real_batch(cfg.batch_size))
+        g_stats = self.g_step(cfg.batch_size)
+        if self.G_ema is not None:
+            self._update_ema()
+        stats = {**d_stats, **g_stats}
+        return torch.stack([stats[k].float().reshape(()) for k in HISTORY_KEYS])
+
+    def _graphed_step(self) -> torch.Tensor:
+        """:meth:`_train_step` captured once in a CUDA graph and replayed (``cuda_graph=True``).
+
+        The first ``graph_warmup`` steps run eagerly on a side stream (they create the optimizer
+        state, autotune cuDNN, and record which random inputs a step draws); the next step is
+        captured, and every step from then on is: draw the step's real batches and latent codes
+        with the trainer's generators into static buffers (the same draws, in the same order, as an
+        eager step), replay the graph, copy out its statistics. Constraints: every batch of a run has
+        the same shape; nothing in the step may synchronise with the host (``.item()``, boolean
+        masks, data-dependent shapes) or depend on Python state that changes between steps (a subclass
+        whose step does must set ``supports_cuda_graph = False``); the optimizers are built
+        ``capturable`` and must not be replaced afterwards (:meth:`load` drops the graph).
+        """
+        if self._graph is None and self._inputs.warmup_steps < self.config.graph_warmup:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                row = self._inputs.record(self._train_step)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return row
+        if self._graph is None:
+            self._inputs.allocate()
+            self.opt_d.zero_grad(set_to_none=True)
+            self.opt_g.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), self._inputs.replaying():
+                self._graph_row = self._train_step()
+            self._graph = graph
+        self._inputs.fill(self._draw)
+        self._graph.replay()
+        return self._graph_row.clone()
 
     def _flush(self) -> None:
         """Move pending per-step stats to ``history`` (one host copy) and check they are finite."""
@@ -449,7 +547,8 @@ class Trainer:
         return Path(path)
 
     #: settings that may differ freely between a checkpoint and the run resuming it
-    resume_free_settings = ("steps", "checkpoint_dir", "checkpoint_every", "log_every", "snapshot_every", "progress")
+    resume_free_settings = ("steps", "checkpoint_dir", "checkpoint_every", "log_every", "snapshot_every", "progress",
+                            "channels_last", "cuda_graph", "graph_warmup")  # the fast path: same training
     #: settings a resume may change when the caller names them in ``allow_changed``
     resume_changeable_settings = ("lr_d", "lr_g", "ema_decay")
 
@@ -487,6 +586,7 @@ class Trainer:
         A malformed file raises :class:`CheckpointError` naming it and what is wrong.
         """
         allow = self._check_allow_changed(allow_changed)
+        self._graph = None  # a captured step holds the old optimizer state: capture again
         state = self.dist.from_main(load_checkpoint, path, required=self.checkpoint_layout())  # rank 0 reads
         cfg = self.config
         defaults = {f.name: f.default for f in dataclasses.fields(cfg)
@@ -535,3 +635,69 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.noise_rng.set_state(rng["noise"])
         self.data_rng.set_state(rng["data"])
+
+
+class _StepInputs:
+    """The random inputs of one training step (real batches, latent codes), for CUDA-graph replay.
+
+    Eagerly, :meth:`take` just draws. While warm-up steps are recorded it also notes what each
+    step drew (kind and count, in order); inside the captured graph it hands out preallocated
+    static buffers in that order, and before each replay :meth:`fill` draws the same inputs with
+    the trainer's generators into those buffers.
+    """
+
+    def __init__(self):
+        self.plan: list[tuple[str, int]] | None = None
+        self.warmup_steps = 0
+        self.buffers: list[torch.Tensor] = []
+        self._last: list[torch.Tensor] = []              # the last recorded step's draws (shapes, layouts)
+        self._recording: list[tuple[str, int, torch.Tensor]] | None = None
+        self._cursor: int | None = None
+
+    def take(self, kind: str, n: int, draw: Callable[[str, int], torch.Tensor]) -> torch.Tensor:
+        if self._cursor is not None:                      # inside the graph: the next static buffer
+            if self._cursor >= len(self.plan) or self.plan[self._cursor] != (kind, n):
+                raise RuntimeError(f"the captured step drew {kind} x{n} where the warm-up steps drew "
+                                   f"{self.plan[self._cursor] if self._cursor < len(self.plan) else 'nothing'}: "
+                                   "a step must draw the same inputs every time to be replayed as a CUDA graph")
+            self._cursor += 1
+            return self.buffers[self._cursor - 1]
+        x = draw(kind, n)
+        if self._recording is not None:
+            self._recording.append((kind, n, x))
+        return x
+
+    def record(self, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Run one eager (warm-up) step, noting what it draws."""
+        self._recording = []
+        try:
+            row = step()
+        finally:
+            recorded, self._recording = self._recording, None
+        drawn = [(kind, n) for kind, n, _ in recorded]
+        if self.plan is not None and drawn != self.plan:
+            raise RuntimeError("the warm-up steps drew different inputs (a step must draw the same real batches "
+                               "and latent codes every time to be replayed as a CUDA graph)")
+        self.plan, self.warmup_steps = drawn, self.warmup_steps + 1
+        self._last = [x for _, _, x in recorded]
+        return row
+
+    def allocate(self) -> None:
+        """Static buffers shaped (and laid out) like the last warm-up step's draws; draws nothing."""
+        if self.plan is None:
+            raise RuntimeError("allocate() needs at least one recorded warm-up step")
+        self.buffers, self._last = [torch.empty_like(x) for x in self._last], []
+
+    def fill(self, draw: Callable[[str, int], torch.Tensor]) -> None:
+        for (kind, n), buffer in zip(self.plan, self.buffers):
+            buffer.copy_(draw(kind, n))
+
+    @contextlib.contextmanager
+    def replaying(self):
+        self._cursor = 0
+        try:
+            yield
+        finally:
+            taken, self._cursor = self._cursor, None
+        if taken != len(self.plan):
+            raise RuntimeError(f"the captured step drew {taken} inputs, the warm-up steps {len(self.plan)}")
