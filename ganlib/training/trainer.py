@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..losses import get_loss
+from .history import PendingStats
 from .checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -193,8 +194,7 @@ class Trainer:
         self.elapsed = 0.0
         self.history: dict[str, list] = {"step": [], **{k: [] for k in HISTORY_KEYS}}
         self.snapshots: list[tuple[int, torch.Tensor]] = []
-        self._pending: list[torch.Tensor] = []
-        self._pending_steps: list[int] = []
+        self._stats = PendingStats(HISTORY_KEYS)
 
     # --- the two updates ---------------------------------------------------------------------
     def autocast(self):
@@ -266,9 +266,7 @@ class Trainer:
                 if self.G_ema is not None:
                     self._update_ema()
                 self.step += 1
-                stats = {**d_stats, **g_stats}
-                self._pending.append(torch.stack([stats[k].float().reshape(()) for k in HISTORY_KEYS]))
-                self._pending_steps.append(self.step)
+                self._stats.add(self.step, {k: v.reshape(()) for k, v in {**d_stats, **g_stats}.items()})
                 if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
                     self.snapshots.append((self.step, self.sample_fixed()))
                 if self.step % cfg.log_every == 0 or self.step == target:
@@ -292,21 +290,7 @@ class Trainer:
 
     def _flush(self) -> None:
         """Move pending per-step stats to ``history`` (one host copy) and check they are finite."""
-        if not self._pending:
-            return
-        rows = torch.stack(self._pending).cpu()
-        steps, self._pending, self._pending_steps = self._pending_steps, [], []
-        bad = ~torch.isfinite(rows)
-        if bad.any():
-            i, j = (int(v) for v in bad.nonzero()[0])
-            raise FloatingPointError(
-                f"{HISTORY_KEYS[j]} became {rows[i, j].item()} at step {steps[i]}. Training diverged: "
-                "lower the learning rates, add a gradient penalty or spectral normalization, or resume "
-                "from the last checkpoint with different settings."
-            )
-        self.history["step"].extend(steps)
-        for j, key in enumerate(HISTORY_KEYS):
-            self.history[key].extend(rows[:, j].tolist())
+        self._stats.flush(self.history)
 
     # --- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
