@@ -167,3 +167,35 @@ def test_resume_refuses_other_settings_or_members(tmp_path):
         Population(make_g, make_d, ring_of_gaussians(), TrainConfig(**{**cfg, "batch_size": 16}), seeds=[0, 1]).fit(3)
     with pytest.raises(CheckpointError, match="members"):
         Population(make_g, make_d, ring_of_gaussians(), TrainConfig(**cfg), seeds=[0, 2]).fit(3)
+
+
+def test_every_scheme_honours_rmsprop_or_refuses_it_clearly():
+    import copy
+
+    from ganlib.training.auction import AuctionConfig, AuctionPopulation, LoopPopulation
+    from ganlib.training.distill import DGLSeedBatch, freeze_teacher
+    from ganlib.training.penalized import PenalizedSeedBatch
+    from ganlib.training.unrolled import UnrolledSeedBatch
+
+    cfg = TrainConfig(steps=2, batch_size=8, optimizer="rmsprop", progress=False)
+    teacher = freeze_teacher(make_d())
+    pops = [PenalizedSeedBatch(make_g, make_d, ring_of_gaussians(), cfg, seeds=[0]),
+            UnrolledSeedBatch(make_g, make_d, ring_of_gaussians(), cfg, seeds=[0], unroll_steps=1, unroll_optimizer="sgd"),
+            DGLSeedBatch(make_g, make_d, ring_of_gaussians(), cfg, seeds=[0], teacher=teacher, lam=0.1)]
+    for pop in pops:
+        assert pop.opt_d.kind == pop.opt_g.kind == "rmsprop"
+        pop.fit()
+    with pytest.raises(ValueError, match="optimizer='adam'"):
+        UnrolledSeedBatch(make_g, make_d, ring_of_gaussians(), cfg, seeds=[0], unroll_steps=1)
+    # the auction with RMSprop: batched == one torch.optim.RMSprop per player (the loop oracle)
+    torch.manual_seed(0)
+    Gs, Ds = [make_g() for _ in range(4)], [make_d() for _ in range(4)]
+    auction = AuctionConfig(n_players=2)
+    batched = AuctionPopulation(copy.deepcopy(Gs), copy.deepcopy(Ds), ring_of_gaussians(), cfg, auction)
+    looped = LoopPopulation(copy.deepcopy(Gs), copy.deepcopy(Ds), ring_of_gaussians(), cfg, auction)
+    batched.fit()
+    looped.fit()
+    assert batched.opt_d.kind == "rmsprop" and isinstance(looped.opt_d[0], torch.optim.RMSprop)
+    for p in range(4):
+        for a, b in zip(batched.export(p)[1].parameters(), looped.D[p].parameters()):
+            assert_close(a, b, atol=2e-5, rtol=1e-4)

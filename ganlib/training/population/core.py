@@ -112,19 +112,23 @@ class Population:
         """A population of given, already initialised modules (their current weights are the start).
         ``member_arms`` names each member's arm (default: the only arm); ``seeds`` each member's seed
         (default ``config.seed + 1000 p``), used by ``rng="per_seed"``."""
+        self = cls.__new__(cls)
+        self._init_modules(generators, discriminators, source, config, arms, member_arms, seeds, rng, grouped, callbacks)
+        return self
+
+    def _init_modules(self, generators, discriminators, source, config, arms, member_arms, seeds, rng, grouped,
+                      callbacks) -> None:
         generators, discriminators = list(generators), list(discriminators)
         if not generators or len(generators) != len(discriminators):
             raise ValueError(f"need as many generators as discriminators (>= 1), got {len(generators)} and "
                              f"{len(discriminators)}")
-        arms = cls._arms(arms)
+        arms = self._arms(arms)
         P = len(generators)
         names = list(member_arms) if member_arms is not None else [next(iter(arms))] * P
         seeds = [config.seed + 1000 * p for p in range(P)] if seeds is None else [int(s) for s in seeds]
         if len(names) != P or len(seeds) != P:
-            raise ValueError(f"need one arm name and one seed per pair ({P})")
-        self = cls.__new__(cls)
+            raise ValueError(f"need one arm name and one seed per pair ({P}), got {len(names)} and {len(seeds)}")
         self._setup(generators, discriminators, source, config, arms, list(zip(names, seeds)), rng, grouped, callbacks)
-        return self
 
     @staticmethod
     def _arms(arms) -> dict:
