@@ -199,3 +199,27 @@ def test_every_scheme_honours_rmsprop_or_refuses_it_clearly():
     for p in range(4):
         for a, b in zip(batched.export(p)[1].parameters(), looped.D[p].parameters()):
             assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_maem_ensemble_resumes_exactly_with_its_replay_buffers(tmp_path):
+    from ganlib.models.embedding import EmbeddingDiscriminator
+    from ganlib.training.maem import MaEMConfig, MaEMEnsemble
+
+    arms = [MaEMConfig(dlle_transform="noise", entropy_weight=0.1, buffer_size=16),
+            MaEMConfig(dlle_transform="noise", entropy_weight=0.1, buffer_size=16, buffer="official")]
+
+    def build(d):
+        cfg = TrainConfig(steps=4, batch_size=8, n_critic=2, progress=False, log_every=1, checkpoint_dir=str(d))
+        return MaEMEnsemble(lambda: MLPGenerator(latent_dim=4, hidden=8, depth=1),
+                            lambda: EmbeddingDiscriminator.mlp(m=3, hidden=8, depth=1), ring_of_gaussians(), cfg, arms,
+                            seeds=[0, 1])
+
+    build(tmp_path / "a").fit(2)
+    resumed = build(tmp_path / "a")
+    resumed.fit(4)
+    straight = build(tmp_path / "b")
+    straight.fit(4)
+    assert resumed.history == straight.history
+    for k, v in straight.G.params.items():
+        assert torch.equal(resumed.G.params[k], v)
+    assert torch.equal(resumed.buffer_gen.fifo.data, straight.buffer_gen.fifo.data)

@@ -78,6 +78,8 @@ class Population:
     """
 
     checkpoint_name = "population.pt"
+    record_every_step = True     # False: history keeps one row per log_every steps
+    _target = None
 
     def __init__(self, make_generator: Callable[[], nn.Module], make_discriminator: Callable[[], nn.Module],
                  source, config: TrainConfig, seeds: Sequence[int] = (0,),
@@ -153,7 +155,7 @@ class Population:
             raise ValueError("populations run in float32: leave amp_dtype=None (use Trainer for bf16 autocast)")
         self.config, self.rng_mode, self.callbacks = config, rng, list(callbacks)
         self.arm_schemes, self.members = arms, members
-        self.arms = list(arms)
+        self.arm_names = list(arms)
         self._seeds = list(dict.fromkeys(s for _, s in members))
         self.G, self.D = Stack(gens, grouped=grouped), Stack(discs, grouped=grouped)
         if self.G.device != self.D.device:
@@ -201,6 +203,11 @@ class Population:
 
     # --- the axes ----------------------------------------------------------------------------------
     @property
+    def arms(self) -> list[str]:
+        """The arm axis: the arms' names."""
+        return self.arm_names
+
+    @property
     def n_members(self) -> int:
         return len(self.members)
 
@@ -219,14 +226,14 @@ class Population:
 
     def member_name(self, p: int) -> str:
         arm, seed = self.members[p]
-        return f"member {p} (arm {arm!r}, seed {seed})" if len(self.arms) > 1 else f"model {p} (seed {seed})"
+        return f"member {p} (arm {arm!r}, seed {seed})" if len(self.arm_names) > 1 else f"model {p} (seed {seed})"
 
     def indices(self, arm: str | None = None) -> list[int]:
         """Member indices of ``arm`` (all members if ``None``), in member order."""
         if arm is None:
             return list(range(self.n_members))
         if arm not in self.arm_schemes:
-            raise KeyError(f"no arm {arm!r}; arms are {self.arms}")
+            raise KeyError(f"no arm {arm!r}; arms are {self.arm_names}")
         return [p for p, (a, _) in enumerate(self.members) if a == arm]
 
     def index(self, arm: str, seed: int) -> int:
@@ -289,7 +296,8 @@ class Population:
         g_stats = self.g_step(cfg.batch_size)
         self.step += 1
         self.scheme.after_step(self)
-        self._stats.add(self.step, {**d_stats, **g_stats})
+        if self.record_every_step or self.step % cfg.log_every == 0 or self.step == self._target:
+            self._stats.add(self.step, {**d_stats, **g_stats})
         if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
             self.snapshots.append((self.step, self.sample_fixed()))
 
@@ -300,7 +308,7 @@ class Population:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        target = cfg.steps if steps is None else steps
+        target = self._target = cfg.steps if steps is None else steps
         if self.step == 0 and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load(self.checkpoint_path)
         callbacks = [*self.callbacks, *callbacks]
@@ -363,7 +371,7 @@ class Population:
     def samples(self, n: int, seed: int = 10_007, ema: bool = False) -> dict[str, torch.Tensor]:
         """``{arm: Tensor[members of arm, n, ...]}`` (see :meth:`sample`)."""
         x = self.sample(n, seed, ema)
-        return {arm: x[self.indices(arm)] for arm in self.arms}
+        return {arm: x[self.indices(arm)] for arm in self.arm_names}
 
     @torch.no_grad()
     def sample_fixed(self) -> torch.Tensor:
@@ -397,7 +405,7 @@ class Population:
         self.flush()
         A = len(arms)
         new = copy.copy(self)
-        new.arm_schemes, new.arms = arms, list(arms)
+        new.arm_schemes, new.arm_names = arms, list(arms)
         new.members = [(name, s) for name in arms for _, s in self.members]
         new._seeds = list(dict.fromkeys(s for _, s in new.members))
         new.G, new.D = self.G.tile(A), self.D.tile(A)
