@@ -37,13 +37,12 @@ batch (the graph rewrite re-evaluates the same data tensors).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
-
-from dataclasses import dataclass
 
 from ..losses import LossPair, get_loss
 from .batched import SeedBatch
