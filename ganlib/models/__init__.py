@@ -6,12 +6,12 @@ from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .embedding import EmbeddingDiscriminator
 from .layers import (EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm, SelfAttention2d,
                      attention_readout, spectral_norm_all)
-from .mlp import MLPDiscriminator, MLPGenerator
+from .mlp import MLPDiscriminator, MLPGenerator, TanhMLPGenerator
 from .pixelcnn import GatedPixelCNN
 from .progressive import ProgressiveDiscriminator, ProgressiveGenerator
 from .vqvae2 import VQVAE2, VectorQuantizerEMA
 
-__all__ = ["LatentGenerator", "check_positive_ints", "MLPGenerator", "MLPDiscriminator", "DCGANGenerator",
+__all__ = ["LatentGenerator", "check_positive_ints", "MLPGenerator", "TanhMLPGenerator", "MLPDiscriminator", "DCGANGenerator",
            "DCGANDiscriminator", "ProgressiveGenerator", "ProgressiveDiscriminator", "SelfAttention2d",
            "MinibatchStdDev", "PixelNorm", "EqualizedLinear", "EqualizedConv2d", "attention_readout",
            "spectral_norm_all", "EmbeddingDiscriminator", "VQVAE2", "VectorQuantizerEMA", "GatedPixelCNN"]

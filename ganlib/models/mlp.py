@@ -33,6 +33,16 @@ class MLPGenerator(LatentGenerator):
         return self.net(z)
 
 
+class TanhMLPGenerator(MLPGenerator):
+    """:class:`MLPGenerator` with a tanh output layer: samples in ``[-1, 1]``, the range of ganlib's
+    image data (e.g. flattened 8x8 digits, ``out_dim=64``). The tanh is the last layer of ``net``,
+    so stacked populations still run it as grouped layers."""
+
+    def __init__(self, latent_dim: int = 2, out_dim: int = 2, hidden: int = 128, depth: int = 3):
+        super().__init__(latent_dim, out_dim, hidden, depth)
+        self.net.append(nn.Tanh())
+
+
 class MLPDiscriminator(nn.Module):
     """x -> ``depth`` hidden LeakyReLU(0.2) layers -> ``out_dim`` raw scores (logits).
 

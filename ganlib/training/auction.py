@@ -27,18 +27,16 @@ option of :class:`AuctionConfig`): the assessment function ``score``, the aggreg
 schedule (``every``, ``start``), the lot size and the reuse of the discriminator's Adam for
 the auxiliary step.
 
-Two implementations share every random draw:
+The method is the scheme :class:`Auction`, which plugs into the population core
+(:class:`~ganlib.training.population.Population`: stacked players, one optimizer per player with
+a member mask for the auxiliary step, the training loop, checkpoints). Two implementations share
+every random draw:
 
 * :class:`AuctionPopulation` -- the N (or ``n_groups x N``) players as **one batched
-  computation**: parameters stacked with ``torch.func.stack_module_state``; ganlib's MLPs run as
-  grouped layers (one ``baddbmm`` per layer for all players), any other module through
-  ``torch.func.vmap(functional_call)``; per-player Adam on the stacked leaves
-  (:class:`StackedAdam`); the full bid matrix in one discriminator call; no host syncs in the
-  step and static shapes (with ``rng="shared"`` a step is a fixed sequence of kernels, the
-  precondition for CUDA graphs / ``torch.compile``; capturing it also needs the population's
-  ``torch.Generator`` objects registered with the graph);
-* :class:`LoopPopulation` -- a plain Python loop over ``nn.Module`` players with one
-  ``torch.optim.Adam`` each: the readable version and the test oracle.
+  computation** on the core: the full bid matrix in one discriminator call, no host syncs in the
+  step, static shapes;
+* :class:`~ganlib.training.auction_oracle.LoopPopulation` -- a plain Python loop over ``nn.Module``
+  players with one ``torch.optim`` optimizer each: the readable version and the test oracle.
 
 With ``auction=None`` (or the auction's ``aux=None``) the pairs train independently: the
 paper's "classic" control. With ``rng="per_player"`` player ``p`` draws its batches from the
@@ -48,23 +46,21 @@ same streams as ``Trainer(config with seed=seeds[p])``, so the control reproduce
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 from ..losses import get_loss
 from ..regularizers import input_gradients
+from .population import Population, StackedAdam, Standard
+from .population.schemes import _same
 from .trainer import TrainConfig
 
 __all__ = [
-    "AuctionConfig", "AuctionPopulation", "LoopPopulation", "StackedAdam",
+    "AuctionConfig", "Auction", "AuctionPopulation", "LoopPopulation", "StackedAdam",
     "assess", "bid_matrix_from_logits", "cross_scores", "select_winner", "aux_loss",
     "SCORES", "AGGREGATES", "AUX_FORMS",
 ]
@@ -244,302 +240,146 @@ class AuctionConfig:
         return "centered" if loss_name in _CRITIC_LOSSES else "prob"
 
 
-# --- per-player Adam over stacked leaves ----------------------------------------------------------
+# --- the scheme ----------------------------------------------------------------------------------
 
-class StackedAdam:
-    """P independent Adam optimizers on parameters stacked along a leading player axis.
+@dataclass(eq=False)
+class Auction(Standard):
+    """The Bid Picture as a population scheme: every pair's ordinary GAN step (any loss, optional
+    WGAN-GP penalty ``gp_weight`` at weights drawn from the population's extra stream, optional
+    clipping), then -- when due -- lots, bids, scores, the winner and the auxiliary update of every
+    group's losers (a masked step of the discriminators' own optimizer: the winner's parameters,
+    moments and step count stay untouched). ``auction=None``: the "classic" control.
 
-    Why not ``torch.optim.Adam`` on the stacked leaves: Adam is elementwise, so it would be
-    exact for steps that update every player, but the auxiliary step skips the winner -- a
-    zero gradient would still move the winner through its momentum and advance its step
-    count. This optimizer keeps one step count per player and applies a ``mask``: masked-out
-    players keep their parameters *and* moments untouched, exactly as if their own optimizer
-    had not been called. Same update as ``torch.optim.Adam`` (Kingma & Ba, 2015, Alg. 1, with
-    PyTorch's eps placement); all state on the parameters' device, no host sync.
+    ``history["d_loss"]`` includes the penalty. The auctions' log: :meth:`AuctionPopulation.auction_log`.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = list(params)
-        if not self.params:
-            raise ValueError("StackedAdam needs at least one parameter tensor")
-        self.n = self.params[0].shape[0]
-        if any(p.shape[0] != self.n for p in self.params):
-            raise ValueError("all stacked parameters must share the leading player axis")
-        if not lr > 0 or not all(0 <= b < 1 for b in betas) or not eps > 0:
-            raise ValueError(f"bad Adam hyperparameters lr={lr}, betas={betas}, eps={eps}")
-        self.lr, self.betas, self.eps = float(lr), tuple(float(b) for b in betas), float(eps)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = torch.zeros(self.n, device=self.params[0].device)
+    auction: AuctionConfig | None = None
+    gp_weight: float = 0.0
 
-    def _views(self, t: torch.Tensor) -> list[torch.Tensor]:
-        """``[P]`` per-player coefficients shaped to broadcast over each parameter."""
-        return [t.view(-1, *([1] * (p.ndim - 1))) for p in self.params]
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.gp_weight >= 0:
+            raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight!r}")
 
-    @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor], mask: torch.Tensor | None = None) -> None:
-        """One Adam step with ``grads`` (aligned with ``params``); ``mask`` (bool ``[P]``) selects
-        the players that step (default: all). A masked-out player's coefficients are zero, so its
-        moments, parameters and step count stay exactly as they were."""
-        b1, b2 = self.betas
-        grads = list(grads)
-        w = torch.ones_like(self.steps) if mask is None else mask.to(self.steps.dtype)
-        self.steps += w
-        t = self.steps.clamp(min=1)
-        step_size = w * self.lr / (1 - b1 ** t)                   # [P]; 0 for masked-out players
-        bc2_sqrt = (1 - b2 ** t).sqrt()
-        # m <- m + (1 - b1) w (g - m);  v <- v + (1 - b2) w (g^2 - v)   (torch.optim.Adam's moments)
-        torch._foreach_lerp_(self.exp_avg, grads, self._views((1 - b1) * w))
-        torch._foreach_lerp_(self.exp_avg_sq, torch._foreach_mul(grads, grads), self._views((1 - b2) * w))
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, self._views(bc2_sqrt))
-        torch._foreach_add_(denom, self.eps)
-        update = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(update, self._views(step_size))
-        torch._foreach_sub_(self.params, update)
-
-    def state_dict(self) -> dict:
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps}
-
-
-# --- the population, shared parts ------------------------------------------------------------------
-
-_STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
-
-
-class _Population:
-    """Everything both implementations share: configuration, random draws, history, the loop."""
-
-    def __init__(self, generators: Sequence[nn.Module], discriminators: Sequence[nn.Module], source,
-                 config: TrainConfig, auction: AuctionConfig | None = None, seeds: Sequence[int] | None = None,
-                 rng: str = "shared", gp_weight: float = 0.0, clip_value: float | None = None):
-        generators, discriminators = list(generators), list(discriminators)
-        if len(generators) == 0 or len(generators) != len(discriminators):
-            raise ValueError(f"need as many generators as discriminators (>= 1), got {len(generators)} and "
-                             f"{len(discriminators)}")
-        if not isinstance(config, TrainConfig):
-            raise TypeError("config must be a ganlib.training.TrainConfig")
-        if config.ema_decay is not None or config.amp_dtype is not None or config.checkpoint_dir is not None:
-            raise ValueError("populations do not support ema_decay, amp_dtype or checkpoint_dir; leave them None")
-        if rng not in ("shared", "per_player"):
-            raise ValueError(f"rng must be 'shared' (one batched draw per tensor) or 'per_player' (the streams of "
-                             f"N separate Trainers), got {rng!r}")
-        if not gp_weight >= 0:
-            raise ValueError(f"gp_weight must be >= 0, got {gp_weight!r}")
-        if clip_value is not None and not clip_value > 0:
-            raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
-        self.n_pairs = P = len(generators)
-        self.config, self.auction, self.rng_mode = config, auction, rng
-        self.gp_weight, self.clip_value = float(gp_weight), clip_value
-        self.loss = get_loss(config.loss)
-        self.loss_name = self.loss.name
-        self.device = next(generators[0].parameters()).device
-        self.latent_dim = generators[0].latent_dim
-        self.source = source.to(self.device) if hasattr(source, "to") else source
-        n = P if auction is None or auction.n_players is None else auction.n_players
+    def bind(self, pop, arms):
+        for field in ("auction", "gp_weight", "loss"):
+            _same(arms, field)
+        bound = super().bind(pop, arms)
+        a, P = self.auction, pop.n_members
+        n = P if a is None or a.n_players is None else a.n_players
         if P % n != 0:
             raise ValueError(f"{P} pairs cannot be split into auctions of n_players={n}; use a multiple of it")
-        self.n_players, self.n_groups = n, P // n
-        if auction is not None and n < 2:
+        if a is not None and n < 2:
             raise ValueError("an auction needs at least 2 pairs per group")
-        self.score = auction.resolved_score(self.loss_name) if auction is not None else None
-        self.lot_size = (auction.lot_size or config.batch_size) if auction is not None else None
-        self.seeds = [config.seed + 1000 * p for p in range(P)] if seeds is None else [int(s) for s in seeds]
-        if len(self.seeds) != P:
-            raise ValueError(f"need one seed per pair ({P}), got {len(self.seeds)}")
-        dev = self.device
-        if rng == "per_player":   # exactly the streams of Trainer(TrainConfig(seed=s)) for each pair
-            self.noise_rngs = [torch.Generator(dev).manual_seed(s) for s in self.seeds]
-            self.data_rngs = [torch.Generator(dev).manual_seed(s + 1) for s in self.seeds]
-        else:
-            self.noise_rng = torch.Generator(dev).manual_seed(config.seed)
-            self.data_rng = torch.Generator(dev).manual_seed(config.seed + 1)
-        # draws that N separate Trainers would not make (auction lots, GP weights) have their own
-        # stream, so switching the auction on or off never shifts the training batches
-        self.extra_rng = torch.Generator(dev).manual_seed(config.seed + 3)
-        self.fixed_noise = torch.randn(P, config.n_fixed_samples, self.latent_dim,
-                                       generator=torch.Generator(dev).manual_seed(config.seed + 2), device=dev)
-        self.step = 0
-        self.elapsed = 0.0
-        self.history: dict[str, list] = {"step": [], **{k: [] for k in _STAT_KEYS}}
-        self.auctions: dict[str, list] = {"step": [], "bids": [], "scores": [], "winner": [], "aux_loss": []}
-        self.snapshots: list[tuple[int, torch.Tensor]] = []
-        self._pending, self._pending_steps, self._pending_auctions = [], [], []
+        bound.n_players, bound.n_groups = n, P // n
+        bound.pair = get_loss(pop.config.loss if self.loss is None else self.loss)
+        bound.score = a.resolved_score(bound.pair.name) if a is not None else None
+        bound.lot_size = (a.lot_size or pop.config.batch_size) if a is not None else None
+        bound.players = torch.arange(P, device=pop.device)
+        bound.log = {"step": [], "bids": [], "scores": [], "winner": [], "aux_loss": []}
+        bound.pending = []
+        return bound
 
-    # --- random draws (identical for both implementations) ---------------------------------------
-    def real_batches(self, n: int) -> torch.Tensor:
-        """``[P, n, ...]``: one real batch per pair."""
-        if self.rng_mode == "per_player":
-            return torch.stack([self.source.sample(n, r) for r in self.data_rngs])
-        x = self.source.sample(self.n_pairs * n, self.data_rng)
-        return x.view(self.n_pairs, n, *x.shape[1:])
-
-    def latents(self, n: int) -> torch.Tensor:
-        """``[P, n, latent_dim]``: one batch of codes per pair."""
-        if self.rng_mode == "per_player":
-            return torch.stack([torch.randn(n, self.latent_dim, generator=r, device=self.device)
-                                for r in self.noise_rngs])
-        return torch.randn(self.n_pairs, n, self.latent_dim, generator=self.noise_rng, device=self.device)
-
-    def gp_weights(self, real: torch.Tensor) -> torch.Tensor:
+    # --- the ordinary step ----------------------------------------------------------------------
+    def gp_alpha(self, pop, real: torch.Tensor) -> torch.Tensor:
         shape = real.shape[:2] + (1,) * (real.ndim - 2)
-        return torch.rand(shape, generator=self.extra_rng, device=self.device)
+        return torch.rand(shape, generator=pop.extra_rng, device=pop.device)
 
-    def draw_lots(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def d_losses(self, pop, real, fake, alpha: torch.Tensor | None = None) -> dict:
+        B = real.shape[1]
+        out = pop.D(torch.cat([real, fake], 1))              # real and fake in one call
+        real_logits, fake_logits = out[:, :B], out[:, B:]
+        losses = self._d(real_logits, fake_logits)          # [P]
+        if self.gp_weight > 0:
+            alpha = self.gp_alpha(pop, real) if alpha is None else alpha
+            losses = losses + self.gp_weight * gradient_penalty_at(lambda x: pop.D(x), real, fake, alpha, batch_dims=2)
+        return {"objective": losses.sum(), "d_loss": losses.detach(), "d_real": real_logits.detach().mean(1),
+                "d_fake": fake_logits.detach().mean(1)}
+
+    # --- the auction ------------------------------------------------------------------------------
+    def due(self, step: int) -> bool:
+        a = self.auction
+        return a is not None and step >= a.start and (step - a.start) % a.every == 0
+
+    def draw_lots(self, pop) -> tuple[torch.Tensor, torch.Tensor]:
         """Lot codes ``[P, L, latent]`` and one shared real batch per group ``[G, L, ...]``."""
         L = self.lot_size
-        z = torch.randn(self.n_pairs, L, self.latent_dim, generator=self.extra_rng, device=self.device)
-        real = self.source.sample(self.n_groups * L, self.extra_rng)
+        z = pop.latent(L, [pop.extra_rng]).view(pop.n_members, L, -1)
+        real = pop.source.sample(self.n_groups * L, pop.extra_rng)
         return z, real.view(self.n_groups, L, *real.shape[1:])
 
-    def auction_due(self) -> bool:
-        a = self.auction
-        return a is not None and self.step >= a.start and (self.step - a.start) % a.every == 0
+    def after_step(self, pop) -> None:
+        if self.due(pop.step):
+            self.pending.append((pop.step, *self.run(pop, *self.draw_lots(pop))))
 
-    # --- one training step -----------------------------------------------------------------------
-    def train_step(self) -> None:
-        """``n_critic`` discriminator updates, one generator update (each pair on its own), then --
-        if due -- an auction (and auxiliary update). Nothing here waits for the device."""
-        cfg = self.config
-        for _ in range(cfg.n_critic):
-            real = self.real_batches(cfg.batch_size)
-            z = self.latents(cfg.batch_size)
-            alpha = self.gp_weights(real) if self.gp_weight > 0 else None
-            d_stats = self.d_update(real, z, alpha)
-        z = self.latents(cfg.batch_size)
-        real = self.real_batches(cfg.batch_size) if self.loss.g_needs_real else None
-        g_loss = self.g_update(z, real)
-        self.step += 1
-        self._pending.append(torch.stack([d_stats[0], g_loss, d_stats[1], d_stats[2]]))
-        self._pending_steps.append(self.step)
-        if self.auction_due():
-            z_lot, real_lot = self.draw_lots()
-            self._pending_auctions.append((self.step, *self.run_auction(z_lot, real_lot)))
-        if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
-            with torch.no_grad():
-                self.snapshots.append((self.step, self.generate(self.fixed_noise).float().cpu()))
-
-    def run_auction(self, z_lot, real_lot):
-        """Lots, bids, scores, winner and (if configured) the auxiliary update.
-        Returns device tensors ``bids [G,N,N], scores [G,N], winner [G], aux_loss [P]``."""
+    def run(self, pop, z_lot, real_lot):
+        """Lots, bids, scores, winner and (if configured) the auxiliary update. Returns device
+        tensors ``bids [G,N,N], scores [G,N], winner [G], aux_loss [P]``."""
         with torch.no_grad():
-            lots = self.generate(z_lot)
-            bids = self.bid_matrix(lots, real_lot)
+            lots = pop.G(z_lot)
+            bids = self.bid_matrix(pop, lots, real_lot)
         scores = cross_scores(bids, self.auction.aggregate)
         winner = select_winner(scores)
         if self.auction.aux is not None:
-            aux = self.aux_update(lots, real_lot, winner)
+            aux = self.aux_update(pop, lots, real_lot, winner)
         else:
-            aux = torch.zeros(self.n_pairs, device=self.device)
+            aux = torch.zeros(pop.n_members, device=pop.device)
         return bids, scores, winner, aux
+
+    def bid_matrix(self, pop, lots, real, score: str | None = None):
+        """All ``G x N x N`` bids in ONE batched discriminator call: bidder ``j`` of group ``g`` sees
+        the N lots of its group and the group's real batch (for centering)."""
+        G, N, L = self.n_groups, self.n_players, lots.shape[1]
+        feat = lots.shape[2:]
+        per_group = torch.cat([lots.reshape(G, N * L, *feat), real], 1)          # [G, (N+1)L, ...]
+        inputs = per_group.unsqueeze(1).expand(G, N, *per_group.shape[1:]).reshape(pop.n_members, -1, *feat)
+        out = pop.D(inputs).view(G, N, -1)                                      # [G, bidder, (N+1)L]
+        lot_logits = out[..., : N * L].reshape(G, N, N, L)                      # [G, bidder j, lot i, L]
+        real_logits = out[..., N * L:]                                          # [G, bidder j, M]
+        return bid_matrix_from_logits(lot_logits, real_logits, score or self.score)
 
     def winner_index(self, winner: torch.Tensor) -> torch.Tensor:
         """Global pair index of each pair's group winner, ``[P]``."""
         g = torch.arange(self.n_groups, device=winner.device)
         return (winner + g * self.n_players).repeat_interleave(self.n_players)
 
-    # --- the loop --------------------------------------------------------------------------------
-    def fit(self, steps: int | None = None) -> dict[str, list]:
-        """Train until ``steps`` (default ``config.steps``) steps in total; returns ``history``."""
-        from tqdm.auto import tqdm
+    def _assess_pair(self, out, M):
+        real_out, lot_out = out[:, :M], out[:, M:]
+        real_mean = real_out.mean(-1, keepdim=True) if self.score == "centered" else None
+        return assess(real_out, real_mean, self.score), assess(lot_out, real_mean, self.score)
 
-        target = self.config.steps if steps is None else steps
-        cfg = self.config
-        bar = tqdm(total=target, initial=self.step, disable=not cfg.progress, desc="population", leave=False)
-        start = time.perf_counter()
-        try:
-            while self.step < target:
-                self.train_step()
-                if self.step % cfg.log_every == 0 or self.step == target:
-                    self._flush()
-                    bar.update(self.step - bar.n)
-        finally:
-            bar.close()
-            self._flush()
-            self.elapsed += time.perf_counter() - start
-        return self.history
+    def aux_losses(self, pop, lots, real, winner):
+        """``L_aux`` of every discriminator against its group winner's (zero for the winner)."""
+        ref = self.winner_index(winner)                                          # [P]
+        x = torch.cat([real.repeat_interleave(self.n_players, 0), lots], 1)      # [P, M+L, ...]
+        M = real.shape[1]
+        own = pop.D(x)
+        with torch.no_grad():
+            theirs = pop.D(x, params={k: v.detach()[ref] for k, v in pop.D.params.items()})
+        s_own, s_ref = self._assess_pair(own, M), self._assess_pair(theirs, M)
+        return aux_loss(s_own[0], s_own[1], s_ref[0], s_ref[1], self.auction.aux)
 
-    def _flush(self) -> None:
-        if self._pending:
-            rows = torch.stack(self._pending).cpu()          # [steps, 4, P]: one host copy
-            steps, self._pending, self._pending_steps = self._pending_steps, [], []
-            bad = ~torch.isfinite(rows)
-            if bad.any():
-                i, j, p = (int(v) for v in bad.nonzero()[0])
-                raise FloatingPointError(
-                    f"{_STAT_KEYS[j]} of pair {p} became {rows[i, j, p].item()} at step {steps[i]}: training "
-                    "diverged. Lower the learning rates or add a gradient penalty.")
-            self.history["step"].extend(steps)
-            for j, key in enumerate(_STAT_KEYS):
-                self.history[key].extend(rows[:, j])
-        if self._pending_auctions:
-            pend, self._pending_auctions = self._pending_auctions, []
-            steps = [p[0] for p in pend]
+    def aux_update(self, pop, lots, real, winner):
+        """One masked step of the losers' discriminators on ``aux_weight * L_aux``."""
+        losses = self.aux_losses(pop, lots, real, winner)
+        grads = torch.autograd.grad(self.auction.aux_weight * losses.sum(), pop.D.parameters())
+        pop.opt_d.step(grads, mask=self.players != self.winner_index(winner))
+        self.after_d_step(pop)
+        return losses.detach()
+
+    # --- log and checkpoints ------------------------------------------------------------------------
+    def flush(self, pop) -> None:
+        if self.pending:
+            pend, self.pending = self.pending, []
             for k, key in enumerate(("bids", "scores", "winner", "aux_loss"), start=1):
-                self.auctions[key].extend(torch.stack([p[k] for p in pend]).cpu())
-            self.auctions["step"].extend(steps)
+                self.log[key].extend(torch.stack([p[k] for p in pend]).cpu())
+            self.log["step"].extend(p[0] for p in pend)
 
-    # --- read-outs -------------------------------------------------------------------------------
-    def auction_log(self) -> dict[str, torch.Tensor]:
-        """The auction history as tensors: ``step [T]``, ``bids [T,G,N,N]``, ``scores [T,G,N]``,
-        ``winner [T,G]``, ``aux_loss [T,P]``."""
-        self._flush()
-        if not self.auctions["step"]:
-            raise ValueError("no auction has run (auction=None, or start/every skipped every step)")
-        out = {k: torch.stack(v) for k, v in self.auctions.items() if k != "step"}
-        out["step"] = torch.tensor(self.auctions["step"])
-        return out
+    def state_dict(self) -> dict:
+        return {"log": self.log}
 
-    def history_tensors(self) -> dict[str, torch.Tensor]:
-        """``history`` as tensors: ``step [T]`` and each statistic ``[T, P]``."""
-        self._flush()
-        return {"step": torch.tensor(self.history["step"]),
-                **{k: torch.stack(self.history[k]) if self.history[k] else torch.empty(0, self.n_pairs)
-                   for k in _STAT_KEYS}}
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """``[P, n, ...]`` samples of every generator, on the CPU, from their own RNG."""
-        rng = torch.Generator(self.device).manual_seed(self.config.seed + 10_007 if seed is None else seed)
-        z = torch.randn(self.n_pairs, n, self.latent_dim, generator=rng, device=self.device)
-        return self.generate(z).float().cpu()
-
-    @torch.no_grad()
-    def evaluate_auction(self, lot_size: int = 1024, seed: int = 12_345,
-                         auction: AuctionConfig | None = None) -> dict[str, torch.Tensor]:
-        """A fresh auction for read-out only (no update): ``bids``, ``scores``, ``winner`` on the CPU."""
-        a = auction or self.auction or AuctionConfig()
-        rng = torch.Generator(self.device).manual_seed(seed)
-        z = torch.randn(self.n_pairs, lot_size, self.latent_dim, generator=rng, device=self.device)
-        real = self.source.sample(self.n_groups * lot_size, rng)
-        real = real.view(self.n_groups, lot_size, *real.shape[1:])
-        saved = self.score
-        self.score = a.resolved_score(self.loss_name)
-        try:
-            bids = self.bid_matrix(self.generate(z), real)
-        finally:
-            self.score = saved
-        scores = cross_scores(bids, a.aggregate)
-        return {"bids": bids.cpu(), "scores": scores.cpu(), "winner": select_winner(scores).cpu()}
-
-    # --- implementation-specific -----------------------------------------------------------------
-    def generate(self, z: torch.Tensor) -> torch.Tensor:          # [P, n, zd] -> [P, n, ...]
-        raise NotImplementedError
-
-    def d_update(self, real, z, alpha):                           # -> (loss [P], mean real [P], mean fake [P])
-        raise NotImplementedError
-
-    def g_update(self, z, real):                                  # -> loss [P]
-        raise NotImplementedError
-
-    def bid_matrix(self, lots: torch.Tensor, real: torch.Tensor) -> torch.Tensor:   # -> [G, N, N]
-        raise NotImplementedError
-
-    def aux_losses(self, lots, real, winner) -> torch.Tensor:     # -> [P], differentiable in D
-        raise NotImplementedError
-
-    def aux_update(self, lots, real, winner) -> torch.Tensor:
-        raise NotImplementedError
+    def load_state_dict(self, state: dict) -> None:
+        self.log = {k: list(v) for k, v in state["log"].items()}
 
 
 # --- the batched population ------------------------------------------------------------------------
@@ -551,268 +391,140 @@ def _check_stackable(modules: Sequence[nn.Module], what: str) -> None:
                 f"{what} with buffers (BatchNorm running stats, spectral-norm vectors) cannot be stacked into "
                 f"one batched population; build them without (e.g. MLPDiscriminator(spectral_norm=False), "
                 f"norm='none'|'layer') or use LoopPopulation")
-    shapes = [tuple((k, tuple(p.shape)) for k, p in m.named_parameters()) for m in modules]
-    if any(s != shapes[0] for s in shapes):
-        raise ValueError(f"all {what} must have the same architecture to be stacked")
 
 
-_ACTIVATIONS = {nn.ReLU: lambda h, m: F.relu(h), nn.LeakyReLU: lambda h, m: F.leaky_relu(h, m.negative_slope),
-                nn.Tanh: lambda h, m: torch.tanh(h), nn.Sigmoid: lambda h, m: torch.sigmoid(h)}
+_STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
+RNG_MODES = ("shared", "per_player")
 
 
-def _grouped_mlp(module: nn.Module):
-    """A batched forward ``(params, x [P, n, in]) -> [P, n, out]`` for ganlib's MLPs built from
-    grouped layers (one ``baddbmm`` per linear layer), or ``None`` for other modules.
-
-    Same result as ``vmap(functional_call(module))`` with a fraction of its per-call Python
-    overhead, which dominates at the sizes of the 2-D experiments."""
-    from ..models.mlp import MLPDiscriminator, MLPGenerator
-
-    if type(module) not in (MLPGenerator, MLPDiscriminator) or not isinstance(getattr(module, "net", None), nn.Sequential):
-        return None
-    plan = []
-    for i, layer in enumerate(module.net):
-        if type(layer) is nn.Linear:
-            plan.append(("linear", f"net.{i}.weight", f"net.{i}.bias", None))
-        elif type(layer) in _ACTIVATIONS:
-            plan.append(("act", None, None, layer))
-        else:                                   # parametrized (spectral norm) or unknown layers
-            return None
-    squeeze = isinstance(module, MLPDiscriminator) and module.out_dim == 1
-
-    def forward(params: dict, x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for kind, w, b, layer in plan:
-            if kind == "linear":
-                h = torch.baddbmm(params[b].unsqueeze(1), h, params[w].transpose(1, 2))
-            else:
-                h = _ACTIVATIONS[type(layer)](h, layer)
-        return h.squeeze(-1) if squeeze else h
-
-    return forward
-
-
-class AuctionPopulation(_Population):
-    """N GAN pairs (or ``n_groups`` independent auctions of N pairs) trained as one batched computation.
+class AuctionPopulation(Population):
+    """N GAN pairs (or ``n_groups`` independent auctions of N pairs) trained as one batched
+    computation: a :class:`~ganlib.training.population.Population` with the :class:`Auction` scheme.
 
     Args:
         generators, discriminators: lists of identically shaped modules (their current weights
             are the players' initialisations; modules without buffers).
         source: the data source (``sample(n, generator)``).
-        config: a :class:`~ganlib.training.TrainConfig` (steps, batch_size, n_critic, lrs, betas,
-            loss, log_every, snapshot_every, seed, progress).
+        config: a :class:`~ganlib.training.TrainConfig` (steps, batch_size, n_critic, optimizer,
+            lrs, betas, loss, ema_decay, log_every, snapshot_every, checkpointing, seed, progress).
         auction: an :class:`AuctionConfig`, or ``None`` for independent training (the paper's
             "classic" control).
         seeds: per-pair seeds for ``rng="per_player"`` (default ``config.seed + 1000 p``).
-        rng: ``"shared"`` -- one batched draw per tensor (fast; CUDA-graph friendly) -- or
-            ``"per_player"`` -- each pair draws from the streams of its own Trainer.
+        rng: ``"shared"`` -- one batched draw per tensor (fast) -- or ``"per_player"`` -- each pair
+            draws from the streams of its own Trainer.
         gp_weight: WGAN-GP's lambda (0: no penalty; the paper's WGAN flavour is unknown).
         clip_value: WGAN weight clipping ``c`` (Arjovsky et al., 2017, Alg. 1) after every D update.
-        grouped: run ganlib's MLPs as grouped layers (one ``baddbmm`` per layer for all players);
-            ``False`` (or any other architecture) uses ``vmap(functional_call)``. Same numbers.
+        grouped: run ganlib's MLPs as grouped layers; ``False`` uses ``vmap(functional_call)``.
     """
 
     def __init__(self, generators, discriminators, source, config, auction=None, seeds=None, rng="shared",
                  gp_weight=0.0, clip_value=None, grouped: bool = True):
-        super().__init__(generators, discriminators, source, config, auction, seeds, rng, gp_weight, clip_value)
+        if rng not in RNG_MODES:
+            raise ValueError(f"rng must be 'shared' (one batched draw per tensor) or 'per_player' (the streams of "
+                             f"N separate Trainers), got {rng!r}")
+        if clip_value is not None and not clip_value > 0:
+            raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
         _check_stackable(generators, "generators")
         _check_stackable(discriminators, "discriminators")
-        self.g_params, _ = stack_module_state(list(generators))
-        self.d_params, _ = stack_module_state(list(discriminators))
-        self.g_params = {k: v.detach().to(self.device).requires_grad_(True) for k, v in self.g_params.items()}
-        self.d_params = {k: v.detach().to(self.device).requires_grad_(True) for k, v in self.d_params.items()}
-        self._g_base = copy.deepcopy(generators[0]).to("meta")
-        self._d_base = copy.deepcopy(discriminators[0]).to("meta")
-        # ganlib's MLPs run as grouped layers (baddbmm); any other module through vmap(functional_call)
-        self._G = (_grouped_mlp(generators[0]) if grouped else None) or vmap(
-            lambda p, z: functional_call(self._g_base, p, (z,)))
-        self._D = (_grouped_mlp(discriminators[0]) if grouped else None) or vmap(
-            lambda p, x: functional_call(self._d_base, p, (x,)))
-        self._loss_d = vmap(self.loss.d)
-        self._loss_g = vmap(self.loss.g)
-        self.opt_g = StackedAdam(list(self.g_params.values()), config.lr_g, config.betas_g)
-        self.opt_d = StackedAdam(list(self.d_params.values()), config.lr_d, config.betas_d)
-        self._players = torch.arange(self.n_pairs, device=self.device)
+        scheme = Auction(clip=clip_value, auction=auction, gp_weight=float(gp_weight))
+        self._init_modules(generators, discriminators, source, config, {"auction": scheme}, None, seeds,
+                           "per_seed" if rng == "per_player" else "shared", grouped, ())
+
+    # the names the chapter uses
+    auction = property(lambda self: self.scheme.auction)
+    n_pairs = property(lambda self: self.n_members)
+    n_players = property(lambda self: self.scheme.n_players)
+    n_groups = property(lambda self: self.scheme.n_groups)
+    score = property(lambda self: self.scheme.score)
+    lot_size = property(lambda self: self.scheme.lot_size)
+    gp_weight = property(lambda self: self.scheme.gp_weight)
+    clip_value = property(lambda self: self.scheme.clip)
+    loss = property(lambda self: self.scheme.pair)
+    g_params = property(lambda self: self.G.params)
+    d_params = property(lambda self: self.D.params)
+    auctions = property(lambda self: self.scheme.log)
+
+    def real_batches(self, n: int) -> torch.Tensor:
+        return self.real(n)
+
+    def latents(self, n: int) -> torch.Tensor:
+        return self.latent(n)
+
+    def gp_weights(self, real: torch.Tensor) -> torch.Tensor:
+        return self.scheme.gp_alpha(self, real)
+
+    def draw_lots(self):
+        return self.scheme.draw_lots(self)
 
     def generate(self, z):
-        return self._G(self.g_params, z)
+        return self.G(z)
 
     def discriminate(self, x: torch.Tensor, params: dict | None = None) -> torch.Tensor:
         """Every discriminator on its own inputs: ``x [P, n, ...] -> [P, n]``."""
-        return self._D(self.d_params if params is None else params, x)
+        return self.D(x, params=params)
 
-    def _clip(self):
-        if self.clip_value is not None:
-            with torch.no_grad():
-                torch._foreach_clamp_min_(list(self.d_params.values()), -self.clip_value)
-                torch._foreach_clamp_max_(list(self.d_params.values()), self.clip_value)
-
-    def d_update(self, real, z, alpha):
+    def d_update(self, real, z, alpha=None):
+        """One discriminator update on given draws: ``(loss [P], mean real score [P], mean fake score [P])``."""
         with torch.no_grad():
-            fake = self.generate(z)
-        B = real.shape[1]
-        out = self.discriminate(torch.cat([real, fake], 1))
-        real_logits, fake_logits = out[:, :B], out[:, B:]
-        losses = self._loss_d(real_logits, fake_logits)                    # [P]
-        if self.gp_weight > 0:
-            critic = lambda x: self.discriminate(x)
-            losses = losses + self.gp_weight * gradient_penalty_at(critic, real, fake, alpha, batch_dims=2)
-        grads = torch.autograd.grad(losses.sum(), tuple(self.d_params.values()))
+            fake = self.G(z)
+        out = self.scheme.d_losses(self, real, fake, alpha)
+        grads = torch.autograd.grad(out["objective"], self.D.parameters())
         self.opt_d.step(grads)
-        self._clip()
-        return losses.detach(), real_logits.detach().mean(1), fake_logits.detach().mean(1)
-
-    def g_update(self, z, real):
-        fake_logits = self.discriminate(self.generate(z))
-        if self.loss.g_needs_real:
-            losses = self._loss_g(fake_logits, self.discriminate(real))
-        else:
-            losses = self._loss_g(fake_logits)
-        grads = torch.autograd.grad(losses.sum(), tuple(self.g_params.values()))
-        self.opt_g.step(grads)
-        return losses.detach()
+        self.scheme.after_d_step(self)
+        return out["d_loss"], out["d_real"], out["d_fake"]
 
     def bid_matrix(self, lots, real):
-        """All ``G x N x N`` bids in ONE batched discriminator call: bidder ``j`` of group ``g`` sees
-        the N lots of its group and the group's real batch (for centering)."""
-        G, N, L = self.n_groups, self.n_players, lots.shape[1]
-        feat = lots.shape[2:]
-        per_group = torch.cat([lots.reshape(G, N * L, *feat), real], 1)          # [G, (N+1)L, ...]
-        inputs = per_group.unsqueeze(1).expand(G, N, *per_group.shape[1:]).reshape(self.n_pairs, -1, *feat)
-        out = self.discriminate(inputs).view(G, N, -1)                          # [G, bidder, (N+1)L]
-        lot_logits = out[..., : N * L].reshape(G, N, N, L)                      # [G, bidder j, lot i, L]
-        real_logits = out[..., N * L:]                                          # [G, bidder j, M]
-        return bid_matrix_from_logits(lot_logits, real_logits, self.score)
+        return self.scheme.bid_matrix(self, lots, real)
+
+    def winner_index(self, winner):
+        return self.scheme.winner_index(winner)
 
     def aux_losses(self, lots, real, winner):
-        """``L_aux`` of every discriminator against its group winner's (zero for the winner)."""
-        ref = self.winner_index(winner)                                          # [P]
-        L = lots.shape[1]
-        x = torch.cat([real.repeat_interleave(self.n_players, 0), lots], 1)      # [P, M+L, ...]
-        M = real.shape[1]
-        own = self.discriminate(x)
-        with torch.no_grad():
-            ref_params = {k: v.detach()[ref] for k, v in self.d_params.items()}
-            theirs = self.discriminate(x, ref_params)
-        s_own = self._assess_pair(own, M)
-        s_ref = self._assess_pair(theirs, M)
-        return aux_loss(s_own[0], s_own[1], s_ref[0], s_ref[1], self.auction.aux)
-
-    def _assess_pair(self, out, M):
-        real_out, lot_out = out[:, :M], out[:, M:]
-        real_mean = real_out.mean(-1, keepdim=True) if self.score == "centered" else None
-        return assess(real_out, real_mean, self.score), assess(lot_out, real_mean, self.score)
+        return self.scheme.aux_losses(self, lots, real, winner)
 
     def aux_update(self, lots, real, winner):
-        losses = self.aux_losses(lots, real, winner)
-        grads = torch.autograd.grad(self.auction.aux_weight * losses.sum(), tuple(self.d_params.values()))
-        self.opt_d.step(grads, mask=self._players != self.winner_index(winner))
-        self._clip()
-        return losses.detach()
+        return self.scheme.aux_update(self, lots, real, winner)
 
-    def export(self, p: int) -> tuple[nn.Module, nn.Module]:
-        """Pair ``p`` as ordinary modules (copies), e.g. to plot or keep training with a Trainer."""
+    def auction_log(self) -> dict[str, torch.Tensor]:
+        """The auction history as tensors: ``step [T]``, ``bids [T,G,N,N]``, ``scores [T,G,N]``,
+        ``winner [T,G]``, ``aux_loss [T,P]``."""
+        self.flush()
+        log = self.scheme.log
+        if not log["step"]:
+            raise ValueError("no auction has run (auction=None, or start/every skipped every step)")
+        out = {k: torch.stack(v) for k, v in log.items() if k != "step"}
+        out["step"] = torch.tensor(log["step"])
+        return out
+
+    def history_tensors(self) -> dict[str, torch.Tensor]:
+        """``history`` as tensors: ``step [T]`` and each statistic ``[T, P]``."""
+        self.flush()
+        return {"step": torch.tensor(self.history["step"]), **{k: self.history_of(k) for k in _STAT_KEYS}}
+
+    def sample(self, n: int, seed: int | None = None, ema: bool = False) -> torch.Tensor:
+        """``[P, n, ...]`` samples of every generator, on the CPU, from their own RNG."""
+        return super().sample(n, self.config.seed + 10_007 if seed is None else seed, ema)
+
+    @torch.no_grad()
+    def evaluate_auction(self, lot_size: int = 1024, seed: int = 12_345,
+                         auction: AuctionConfig | None = None) -> dict[str, torch.Tensor]:
+        """A fresh auction for read-out only (no update): ``bids``, ``scores``, ``winner`` on the CPU."""
+        a = auction or self.auction or AuctionConfig()
+        rng = torch.Generator(self.device).manual_seed(seed)
+        z = self.latent(lot_size, [rng]).view(self.n_pairs, lot_size, -1)
+        real = self.source.sample(self.n_groups * lot_size, rng)
+        real = real.view(self.n_groups, lot_size, *real.shape[1:])
+        bids = self.scheme.bid_matrix(self, self.G(z), real, a.resolved_score(self.loss.name))
+        scores = cross_scores(bids, a.aggregate)
+        return {"bids": bids.cpu(), "scores": scores.cpu(), "winner": select_winner(scores).cpu()}
+
+    def export(self, p: int, which: str | None = None, like: nn.Module | None = None):
+        """Pair ``p`` as ordinary modules ``(G, D)`` (copies), or one of them with ``which``."""
         if not 0 <= p < self.n_pairs:
             raise ValueError(f"pair index must be in [0, {self.n_pairs}), got {p}")
-        G = copy.deepcopy(self._g_base).to_empty(device=self.device)
-        D = copy.deepcopy(self._d_base).to_empty(device=self.device)
-        with torch.no_grad():
-            for k, t in G.named_parameters():
-                t.copy_(self.g_params[k][p])
-            for k, t in D.named_parameters():
-                t.copy_(self.d_params[k][p])
-        return G, D
+        if which is not None:
+            return super().export(p, which, like)
+        return super().export(p, "generator"), super().export(p, "discriminator")
 
 
-# --- the loop population (readable version and test oracle) -----------------------------------------
-
-class LoopPopulation(_Population):
-    """The same algorithm as :class:`AuctionPopulation`, one player at a time: a Python loop over
-    ``nn.Module`` pairs, each with its own ``torch.optim.Adam`` (as N Trainers would have). Slow;
-    kept for teaching and as the test oracle. The modules are trained in place."""
-
-    def __init__(self, generators, discriminators, source, config, auction=None, seeds=None, rng="shared",
-                 gp_weight=0.0, clip_value=None):
-        super().__init__(generators, discriminators, source, config, auction, seeds, rng, gp_weight, clip_value)
-        self.G, self.D = list(generators), list(discriminators)
-        self.opt_g = [torch.optim.Adam(g.parameters(), lr=config.lr_g, betas=config.betas_g) for g in self.G]
-        self.opt_d = [torch.optim.Adam(d.parameters(), lr=config.lr_d, betas=config.betas_d) for d in self.D]
-
-    def generate(self, z):
-        return torch.stack([G(z[p]) for p, G in enumerate(self.G)])
-
-    def d_update(self, real, z, alpha):
-        stats = []
-        for p, (G, D, opt) in enumerate(zip(self.G, self.D, self.opt_d)):
-            with torch.no_grad():
-                fake = G(z[p])
-            real_logits, fake_logits = D(real[p]), D(fake)
-            loss = self.loss.d(real_logits, fake_logits)
-            if self.gp_weight > 0:
-                loss = loss + self.gp_weight * gradient_penalty_at(D, real[p], fake, alpha[p], batch_dims=1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if self.clip_value is not None:
-                with torch.no_grad():
-                    for w in D.parameters():
-                        w.clamp_(-self.clip_value, self.clip_value)
-            stats.append(torch.stack([loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean()]))
-        return tuple(torch.stack(stats, 1))
-
-    def g_update(self, z, real):
-        losses = []
-        for p, (G, D, opt) in enumerate(zip(self.G, self.D, self.opt_g)):
-            D.requires_grad_(False)
-            fake_logits = D(G(z[p]))
-            loss = self.loss.g(fake_logits, D(real[p]) if self.loss.g_needs_real else None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            D.requires_grad_(True)
-            losses.append(loss.detach())
-        return torch.stack(losses)
-
-    def _assessments(self, D, x, real):
-        real_out = D(real)
-        real_mean = real_out.mean() if self.score == "centered" else None
-        return assess(real_out, real_mean, self.score), assess(D(x), real_mean, self.score)
-
-    def bid_matrix(self, lots, real):
-        N = self.n_players
-        bids = torch.zeros(self.n_groups, N, N, device=self.device)
-        for g in range(self.n_groups):
-            for i in range(N):                 # auctioneer i presents its lot
-                for j in range(N):             # bidder j (the diagonal is filled too, for plots)
-                    _, s = self._assessments(self.D[g * N + j], lots[g * N + i], real[g])
-                    bids[g, i, j] = s.mean()
-        return bids
-
-    def aux_loss_of(self, p: int, lots, real, winner) -> torch.Tensor:
-        """``L_aux`` of discriminator ``p`` against its group winner's (a scalar, differentiable)."""
-        g = p // self.n_players
-        ref = self.D[g * self.n_players + int(winner[g])]
-        own_r, own_l = self._assessments(self.D[p], lots[p], real[g])
-        with torch.no_grad():
-            ref_r, ref_l = self._assessments(ref, lots[p], real[g])
-        return aux_loss(own_r, own_l, ref_r, ref_l, self.auction.aux)
-
-    def aux_losses(self, lots, real, winner):
-        return torch.stack([self.aux_loss_of(p, lots, real, winner) for p in range(self.n_pairs)])
-
-    def aux_update(self, lots, real, winner):
-        N = self.n_players
-        losses = []
-        for p, (D, opt) in enumerate(zip(self.D, self.opt_d)):
-            loss = self.aux_loss_of(p, lots, real, winner)      # before any update: all see the same winner
-            losses.append(loss.detach())
-            if p % N == int(winner[p // N]):
-                continue                        # the winner is the reference: no auxiliary step
-            opt.zero_grad(set_to_none=True)
-            (self.auction.aux_weight * loss).backward()
-            opt.step()
-            if self.clip_value is not None:
-                with torch.no_grad():
-                    for w in D.parameters():
-                        w.clamp_(-self.clip_value, self.clip_value)
-        return torch.stack(losses)
+from .auction_oracle import LoopPopulation  # noqa: E402  (the oracle builds on the pieces above)

@@ -47,6 +47,8 @@ from torch.func import vmap
 from ..losses import get_loss
 from .checkpoint import CheckpointError
 from .penalized import PenalizedSeedBatch
+from .population import Population, Standard
+from .population.schemes import _same
 from .trainer import TrainConfig, Trainer, descend
 
 __all__ = ["PAPER_LAMBDA", "DGL_KEYS", "check_lambda", "freeze_teacher", "check_teacher", "dgl_generator_loss",
@@ -253,14 +255,80 @@ class DGLTrainer(Trainer):
         return {"lam": (saved["lam"], self._lam)}
 
 
-class DGLSeedBatch(PenalizedSeedBatch):
-    """S student GANs trained as one vmapped run (see :class:`~ganlib.training.batched.SeedBatch`)
-    against their own discriminators **and** one shared frozen teacher discriminator.
+@dataclasses.dataclass(eq=False)
+class DGL(Standard):
+    """DGL-GAN's generator step as a population scheme (Eq. 3 of the paper, per member):
+    ``L_{G_S} = L_G(D_S(G_S(z))) + λ L_G(D_T(G_S(z)))`` with the frozen ``teacher`` D_T shared by
+    all members; the student discriminators train as in :class:`Standard` (penalty, clipping,
+    spectral norm allowed). Arms may differ in ``lam``; ``teacher``, ``monitor_teacher`` and the
+    loss are shared. History gains :data:`DGL_KEYS` (NaN where not computed)."""
 
-    ``lam`` is one λ for all models or one per model (e.g. a baseline and a DGL arm in the same
-    batch: models with λ = 0 get exactly zero gradient from D_T). The teacher is an ordinary
-    module called on the flattened ``[S * n, ...]`` fakes. Gradient penalties and
-    spectral-normalized student discriminators work as in :class:`PenalizedSeedBatch`.
+    teacher: nn.Module | None = None
+    lam: float = PAPER_LAMBDA
+    monitor_teacher: bool = False
+    keys = DGL_KEYS
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.teacher is None:
+            raise ValueError("DGL needs the frozen teacher discriminator: DGL(teacher=D_T, lam=...)")
+        self.lam = check_lambda(self.lam)
+
+    def bind(self, pop, arms):
+        for field in ("teacher", "monitor_teacher", "loss"):
+            _same(arms, field)
+        bound = super().bind(pop, arms)
+        check_teacher(self.teacher, pop.G.export(0))
+        bound.set_lams(pop, pop.per_member(lambda arm: arm.lam))
+        return bound
+
+    def set_lams(self, pop, values: list[float]) -> None:
+        self.lam_values = [check_lambda(v) for v in values]
+        self.lams = torch.tensor(self.lam_values, dtype=torch.float32, device=pop.device)
+
+    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher(x.flatten(0, 1)).reshape(x.shape[:2])
+
+    def g_losses(self, pop, z) -> dict:
+        use_teacher = max(self.lam_values) > 0
+        fake = pop.G(z)
+        fake_logits = pop.D(fake)
+        real_logits = t_real = t_fake = None
+        real = self.real_for_g(pop, z.shape[1])
+        if real is not None:
+            with torch.no_grad():
+                real_logits = pop.D(real)
+        student = self._g(fake_logits, real_logits)                      # [P]
+        losses = student
+        if use_teacher or self.monitor_teacher:
+            with torch.set_grad_enabled(use_teacher):
+                t_fake = self._teacher(fake if use_teacher else fake.detach())   # G_S learns through D_T
+            if real is not None:
+                with torch.no_grad():
+                    t_real = self._teacher(real)
+            teacher_term = self._g(t_fake, t_real)
+            if use_teacher:
+                losses = student + self.lams * teacher_term
+        nan = torch.full_like(student, float("nan")).detach()
+        return {"objective": losses.sum(), "g_loss": losses.detach(), "g_student": student.detach(),
+                "g_teacher": nan if t_fake is None else teacher_term.detach(),
+                "t_fake": nan if t_fake is None else t_fake.detach().mean(1)}
+
+
+def _lam_arms(teacher, lams: Sequence[float], monitor_teacher: bool, penalty) -> dict:
+    return {f"lam={v}": DGL(penalty=penalty, teacher=teacher, lam=v, monitor_teacher=monitor_teacher)
+            for v in dict.fromkeys(lams)}
+
+
+class DGLSeedBatch(PenalizedSeedBatch):
+    """S student GANs trained as one stacked run (see :class:`~ganlib.training.batched.SeedBatch`)
+    with DGL-GAN's generator step: a population of :class:`DGL` arms, one per distinct λ.
+
+    ``lam``: one λ for all models or one per model. ``monitor_teacher`` logs the teacher term even
+    at λ = 0. The student discriminators are trained on ``D_S``'s loss only; real batches and
+    latent codes per model exactly as :class:`SeedBatch` draws them (so λ = 0 equals a
+    :class:`PenalizedSeedBatch` bit for bit), the teacher scoring the same ``G_S(z)`` fakes. Gradient
+    penalties and spectral-normalized student discriminators work as in :class:`PenalizedSeedBatch`.
     ``history`` gains :data:`DGL_KEYS` (lists of S floats; NaN where not computed).
     ``config.ema_decay`` keeps an EMA of every generator (the paper compares EMA generators):
     ``sample(n, ema=True)``.
@@ -270,81 +338,39 @@ class DGLSeedBatch(PenalizedSeedBatch):
                  source, config: TrainConfig, seeds: Sequence[int], teacher: nn.Module,
                  lam: float | Sequence[float] = PAPER_LAMBDA, device=None, monitor_teacher: bool = False,
                  d_penalty: Callable | None = None):
-        super().__init__(make_generator, make_discriminator, source, config, seeds, device=device,
-                         d_penalty=d_penalty)
-        check_teacher(teacher, self.model(0, "generator"))
-        self.teacher, self.monitor_teacher = teacher, bool(monitor_teacher)
-        self.set_lam(lam)
-        self.g_ema = None
-        if config.ema_decay is not None:
-            self.g_ema = {k: v.detach().clone() for k, v in self.g_params.items()}
-        self.history.update({k: [] for k in DGL_KEYS})
-        self._dgl_pending: list[torch.Tensor] = []
+        seeds = list(seeds)
+        lams = self._lams(lam, len(seeds))
+        self.clip = None
+        Population.__init__(self, make_generator, make_discriminator, source, config,
+                            arms=_lam_arms(teacher, lams, monitor_teacher, d_penalty),
+                            members=[(f"lam={v}", s) for v, s in zip(lams, seeds)], device=device or "cpu")
+
+    @staticmethod
+    def _lams(lam, n: int) -> list[float]:
+        values = [check_lambda(lam)] * n if isinstance(lam, (int, float)) else [check_lambda(v) for v in lam]
+        if len(values) != n:
+            raise ValueError(f"lam names one λ per model: got {len(values)} values for {n} models")
+        return values
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.scheme.teacher
+
+    @property
+    def monitor_teacher(self) -> bool:
+        return self.scheme.monitor_teacher
+
+    @property
+    def lam_values(self) -> list[float]:
+        return self.scheme.lam_values
+
+    @property
+    def lams(self) -> torch.Tensor:
+        return self.scheme.lams
 
     def set_lam(self, lam: float | Sequence[float]) -> None:
         """λ for every model (a number) or per model (a sequence of ``n_models`` numbers)."""
-        values = [check_lambda(lam)] * self.n_models if isinstance(lam, (int, float)) else [check_lambda(v) for v in lam]
-        if len(values) != self.n_models:
-            raise ValueError(f"lam names one λ per model: got {len(values)} values for {self.n_models} models")
-        self.lam_values = values
-        self.lams = torch.tensor(values, dtype=torch.float32, device=self.device)
-
-    def _g_losses(self, logits: torch.Tensor, real_logits: torch.Tensor | None) -> torch.Tensor:
-        if self.loss.g_needs_real:
-            return vmap(self.loss.g)(logits, real_logits)
-        return vmap(lambda f: self.loss.g(f))(logits)
-
-    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher(x.flatten(0, 1)).reshape(x.shape[:2])
-
-    def _g_step(self, n: int) -> dict:
-        use_teacher = max(self.lam_values) > 0
-        fake = self.generate(self._latent(n))
-        fake_logits = self.discriminate(fake)
-        real_logits = t_real = t_fake = None
-        if self.loss.g_needs_real:
-            real = self._real(n)
-            with torch.no_grad():
-                real_logits = self.discriminate(real)
-        student = self._g_losses(fake_logits, real_logits)             # [S]
-        losses = student
-        if use_teacher or self.monitor_teacher:
-            with torch.set_grad_enabled(use_teacher):
-                t_fake = self._teacher(fake if use_teacher else fake.detach())
-            if self.loss.g_needs_real:
-                with torch.no_grad():
-                    t_real = self._teacher(real)
-            teacher_term = self._g_losses(t_fake, t_real)
-            if use_teacher:
-                losses = student + self.lams * teacher_term
-        norms = self._update_g(losses)
-        if self.g_ema is not None:
-            with torch.no_grad():
-                torch._foreach_lerp_(list(self.g_ema.values()), list(self.g_params.values()), 1 - self.config.ema_decay)
-        nan = torch.full_like(student, float("nan")).detach()
-        extra = (student.detach(), nan if t_fake is None else teacher_term.detach(),
-                 nan if t_fake is None else t_fake.detach().mean(1))
-        self._dgl_pending.append(torch.stack([e.float() for e in extra], dim=1))      # [S, 3]
-        return {"g_loss": losses.detach(), "grad_norm_g": norms}
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int = 10_007, ema: bool = False) -> torch.Tensor:
-        """``n`` samples from every model, ``Tensor[S, n, ...]`` on the CPU; ``ema`` uses the EMA generators."""
-        if not ema:
-            return super().sample(n, seed)
-        if self.g_ema is None:
-            raise ValueError("ema=True needs TrainConfig(ema_decay=...)")
-        rng = torch.Generator(self.device).manual_seed(seed)
-        z = torch.randn(self.n_models, n, self.latent_dim, generator=rng, device=self.device)
-        return self._g(self.g_ema, self.g_buffers, z).float().cpu()
-
-    def _flush(self) -> None:
-        if self._dgl_pending:
-            rows = torch.stack(self._dgl_pending).cpu()                                # [T, S, 3]
-            self._dgl_pending = []
-            for k, key in enumerate(DGL_KEYS):
-                self.history[key].extend(rows[:, :, k].tolist())
-        super()._flush()
+        self.scheme.set_lams(self, self._lams(lam, self.n_models))
 
     def branch(self, lams: Sequence[float]) -> "DGLSeedBatch":
         """``len(lams) x S`` models continuing the current S from their current weights: arm ``a``
@@ -356,37 +382,9 @@ class DGLSeedBatch(PenalizedSeedBatch):
         lams = [check_lambda(v) for v in lams]
         if not lams:
             raise ValueError("lams must name at least one arm")
-        self._flush()
-        A = len(lams)
-
-        def tile(tensors: dict, leaf: bool) -> dict:
-            out = {k: v.detach().repeat(A, *([1] * (v.ndim - 1))) for k, v in tensors.items()}
-            return {k: v.requires_grad_(True) for k, v in out.items()} if leaf else out
-
-        def clone_rngs(rngs):
-            out = []
-            for _ in range(A):
-                for g in rngs:
-                    h = torch.Generator(self.device)
-                    h.set_state(g.get_state())
-                    out.append(h)
-            return out
-
-        new = copy.copy(self)
-        new.seeds = self.seeds * A
-        new.g_params, new.g_buffers = tile(self.g_params, True), tile(self.g_buffers, False)
-        new.d_params, new.d_buffers = tile(self.d_params, True), tile(self.d_buffers, False)
-        new.g_ema = None if self.g_ema is None else tile(self.g_ema, False)     # EMA continues from stage 1
-        cfg = self.config
-        new.opt_g = torch.optim.Adam(new.g_params.values(), lr=cfg.lr_g, betas=cfg.betas_g)
-        new.opt_d = torch.optim.Adam(new.d_params.values(), lr=cfg.lr_d, betas=cfg.betas_d)
-        new.noise_rngs, new.data_rngs = clone_rngs(self.noise_rngs), clone_rngs(self.data_rngs)
-        new.fixed_noise = self.fixed_noise.repeat(A, 1, 1)
-        new.elapsed = 0.0
-        new.history = {k: [] for k in self.history}
-        new.snapshots, new._pending, new._pending_steps, new._dgl_pending = [], [], [], []
-        new.set_lam([v for v in lams for _ in range(self.n_models)])
-        return new
+        if len(set(lams)) != len(lams):
+            raise ValueError(f"branch takes distinct λ values, got {lams}")
+        return super().branch(_lam_arms(self.teacher, lams, self.monitor_teacher, self.d_penalty))
 
 
 def two_stage(stage1: DGLTrainer | DGLSeedBatch, stage1_steps: int, stage2_steps: int,

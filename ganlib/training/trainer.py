@@ -46,6 +46,7 @@ from torch import nn
 
 from ..losses import get_loss
 from ..validation import as_float, as_int, check_source
+from .history import PendingStats
 from .checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 from .distributed import DistContext, stream_seed
 
@@ -276,8 +277,7 @@ class Trainer:
         self.elapsed = 0.0
         self.history: dict[str, list] = {"step": [], **{k: [] for k in HISTORY_KEYS}}
         self.snapshots: list[tuple[int, torch.Tensor]] = []
-        self._pending: list[torch.Tensor] = []
-        self._pending_steps: list[int] = []
+        self._stats = PendingStats(HISTORY_KEYS)
         self._graph = None               # the captured step (cuda_graph=True), built by _graphed_step
         self._inputs = _StepInputs()     # its random inputs: real batches and latent codes
 
@@ -396,8 +396,7 @@ class Trainer:
             while self.step < target:
                 row = self._graphed_step() if cfg.cuda_graph else self._train_step()
                 self.step += 1
-                self._pending.append(row)
-                self._pending_steps.append(self.step)
+                self._stats.add_row(self.step, row)
                 if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
                     self.snapshots.append((self.step, self.sample_fixed()))
                 if self.step % cfg.log_every == 0 or self.step == target:
@@ -464,21 +463,7 @@ class Trainer:
 
     def _flush(self) -> None:
         """Move pending per-step stats to ``history`` (one host copy) and check they are finite."""
-        if not self._pending:
-            return
-        rows = self.dist.average(torch.stack(self._pending)).cpu()   # the mean over ranks
-        steps, self._pending, self._pending_steps = self._pending_steps, [], []
-        bad = ~torch.isfinite(rows)
-        if bad.any():
-            i, j = (int(v) for v in bad.nonzero()[0])
-            raise FloatingPointError(
-                f"{HISTORY_KEYS[j]} became {rows[i, j].item()} at step {steps[i]}. Training diverged: "
-                "lower the learning rates, add a gradient penalty or spectral normalization, or resume "
-                "from the last checkpoint with different settings."
-            )
-        self.history["step"].extend(steps)
-        for j, key in enumerate(HISTORY_KEYS):
-            self.history[key].extend(rows[:, j].tolist())
+        self._stats.flush(self.history, reduce=self.dist.average)   # the mean over ranks
 
     # --- sampling ------------------------------------------------------------------------------
     @torch.no_grad()

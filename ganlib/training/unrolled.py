@@ -37,6 +37,7 @@ batch (the graph rewrite re-evaluates the same data tensors).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -45,10 +46,12 @@ from torch.func import functional_call
 
 from ..losses import LossPair, get_loss
 from .batched import SeedBatch
+from .population import Population, Standard
+from .population.schemes import _same
 from .trainer import Trainer, TrainConfig, descend
 
 __all__ = ["FunctionalSGD", "FunctionalAdam", "functional_forward", "detached_params", "batched_loss",
-           "unroll_discriminator", "unrolled_generator_loss", "UnrolledTrainer", "UnrolledSeedBatch",
+           "unroll_discriminator", "unrolled_generator_loss", "UnrolledTrainer", "UnrolledSeedBatch", "Unrolled",
            "OBJECTIVES"]
 
 OBJECTIVES = ("auto", "generator", "value")
@@ -363,16 +366,80 @@ class UnrolledTrainer(Trainer):
         return {"g_loss": loss.detach(), "grad_norm_g": grad_norm}
 
 
-class UnrolledSeedBatch(SeedBatch):
-    """:class:`~ganlib.training.batched.SeedBatch` (S models trained at once under ``vmap``) with
-    the unrolled generator step of :class:`UnrolledTrainer`.
+@dataclass(eq=False)
+class Unrolled(Standard):
+    """The unrolled generator step as a population scheme: every member's generator descends
+    :func:`unrolled_generator_loss` through ``k`` functional steps of its own discriminator's
+    optimizer; the discriminators' real update is the ordinary one (:class:`UnrolledTrainer`'s rule).
 
-    The unrolled steps run on the stacked discriminator parameters of all S models at once: the
-    unrolled D loss is the sum of the models' losses, whose gradient with respect to model ``s``'s
-    parameters is model ``s``'s own, and Adam is elementwise, so every model unrolls exactly its
-    own optimizer. Arguments as in :class:`SeedBatch`, plus ``unroll_optimizer``, ``unroll_lr`` and
+    The unrolled steps run on the stacked discriminator parameters of all members at once: the
+    unrolled D loss is the sum of the members' losses, whose gradient with respect to member ``p``'s
+    parameters is member ``p``'s own, and Adam is elementwise, so every member unrolls exactly its
+    own optimizer. Arms may differ in ``k`` (``0`` = the plain GAN); ``optimizer``, ``lr``,
+    ``objective`` and the loss are shared.
+
+    Args:
+        k: unrolled steps (Metz et al. use 1, 5, 10).
+        optimizer: ``"adam"`` (faithful: D's own Adam from its current moments) or ``"sgd"``.
+        lr: step size of the unrolled updates (default ``config.lr_d``).
+        objective: see :func:`unrolled_generator_loss`.
+    """
+
+    k: int = 5
+    optimizer: str = "adam"
+    lr: float | None = None
+    objective: str = "auto"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 0:
+            raise ValueError(f"unroll_steps must be an integer >= 0, got {self.k!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unroll_optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.penalty is not None or self.clip is not None:
+            raise ValueError("the unrolled steps use the plain discriminator loss; a penalty or clipping would "
+                             "make D's real update differ from the unrolled one")
+
+    def bind(self, pop, arms):
+        for field in ("optimizer", "lr", "objective", "loss"):
+            _same(arms, field)
+        bound = super().bind(pop, arms)
+        if pop.D.spectral_norm:
+            raise ValueError("unrolling differentiates through D's updates of its raw weights; build the "
+                             "discriminator without spectral_norm")
+        cfg = pop.config
+        _check_unroll_optimizer(self.optimizer, cfg)
+        bound.pair = get_loss(pop.config.loss if self.loss is None else self.loss)
+        bound.resolved_objective = _resolve_objective(self.objective, bound.pair)
+        lr = cfg.lr_d if self.lr is None else self.lr
+        bound.update = FunctionalAdam(lr, cfg.betas_d, pop.opt_d.eps) if self.optimizer == "adam" else FunctionalSGD(lr)
+        bound.member_steps = torch.tensor(pop.per_member(lambda arm: int(arm.k)))
+        bound.max_k = int(bound.member_steps.max())
+        bound.same = bool((bound.member_steps == bound.max_k).all())
+        return bound
+
+    def g_losses(self, pop, z) -> dict:
+        if self.max_k == 0:
+            return super().g_losses(pop, z)
+        real = pop.real(z.shape[1])
+        fake = pop.G(z)
+        state = None
+        if isinstance(self.update, FunctionalAdam):
+            state = self.update.state_from(pop.opt_d, pop.D.params)
+        losses = unrolled_generator_loss(lambda params, x: pop.D(x, params=params),
+                                         {k: p.detach() for k, p in pop.D.params.items()}, real, fake,
+                                         k=self.max_k, loss=self.pair, update=self.update, state=state,
+                                         objective=self.resolved_objective,
+                                         member_steps=None if self.same else self.member_steps)     # [P]
+        return {"objective": losses.sum(), "g_loss": losses.detach()}
+
+
+class UnrolledSeedBatch(SeedBatch):
+    """:class:`~ganlib.training.batched.SeedBatch` (S models trained at once) with the unrolled
+    generator step of :class:`UnrolledTrainer`: a population of :class:`Unrolled` arms, one per
+    distinct ``K``. Arguments as in :class:`SeedBatch`, plus ``unroll_optimizer``, ``unroll_lr`` and
     ``objective`` as in :class:`UnrolledTrainer`, and two per-model options that let the variants
-    of a comparison share one population (one set of vectorized passes instead of one per variant):
+    of a comparison share one population:
 
     * ``unroll_steps``: one ``K`` for all models, or a list with one ``K`` per model (``0`` = plain GAN);
     * ``source``: one data source for all models, or a list with one source per model (e.g. the
@@ -382,45 +449,19 @@ class UnrolledSeedBatch(SeedBatch):
     def __init__(self, make_generator, make_discriminator, source, config: TrainConfig, seeds,
                  unroll_steps: int | Sequence[int] = 5, unroll_optimizer: str = "adam",
                  unroll_lr: float | None = None, objective: str = "auto", device=None):
+        seeds = list(seeds)
         steps = list(unroll_steps) if isinstance(unroll_steps, (list, tuple)) else [unroll_steps] * len(seeds)
         if len(steps) != len(seeds) or any(isinstance(k, bool) or int(k) != k or k < 0 for k in steps):
             raise ValueError(f"unroll_steps must be an integer >= 0 or one such integer per seed "
                              f"({len(seeds)}), got {unroll_steps!r}")
-        if unroll_optimizer not in ("adam", "sgd"):
-            raise ValueError(f"unroll_optimizer must be 'adam' or 'sgd', got {unroll_optimizer!r}")
-        sources = list(source) if isinstance(source, (list, tuple)) else None
-        if sources is not None and len(sources) != len(seeds):
-            raise ValueError(f"give one source, or one source per seed ({len(seeds)}); got {len(sources)}")
-        super().__init__(make_generator, make_discriminator, source if sources is None else sources[0], config,
-                         seeds, device=device)
-        if sources is not None:
-            self.sources = [s.to(self.device) if hasattr(s, "to") else s for s in sources]
-        self.member_steps = torch.tensor([int(k) for k in steps])
-        self.unroll_steps = int(self.member_steps.max())
-        self.objective = _resolve_objective(objective, self.loss)
-        _check_unroll_optimizer(unroll_optimizer, config)
-        lr = config.lr_d if unroll_lr is None else unroll_lr
-        self.unroll_update = (FunctionalAdam(lr, config.betas_d, self.opt_d.param_groups[0]["eps"])
-                              if unroll_optimizer == "adam" else FunctionalSGD(lr))
-
-    def _real(self, n: int) -> torch.Tensor:
-        if not hasattr(self, "sources"):
-            return super()._real(n)
-        return torch.stack([src.sample(n, g) for src, g in zip(self.sources, self.data_rngs)])
-
-    def _g_step(self, n: int) -> dict:
-        if self.unroll_steps == 0:
-            return super()._g_step(n)
-        real = self._real(n)
-        fake = self.generate(self._latent(n))
-        buffers = {k: b.clone() for k, b in self.d_buffers.items()}
-        d_forward = lambda params, x: self._d(params, buffers, x)       # noqa: E731  [S, n, ...] -> [S, n']
-        state = None
-        if isinstance(self.unroll_update, FunctionalAdam):
-            state = self.unroll_update.state_from(self.opt_d, self.d_params)
-        same = bool((self.member_steps == self.unroll_steps).all())
-        losses = unrolled_generator_loss(d_forward, {k: p.detach() for k, p in self.d_params.items()}, real, fake,
-                                         k=self.unroll_steps, loss=self.loss, update=self.unroll_update,
-                                         state=state, objective=self.objective,
-                                         member_steps=None if same else self.member_steps)        # [S]
-        return {"g_loss": losses.detach(), "grad_norm_g": self._update_g(losses)}
+        if isinstance(source, (list, tuple)) and len(source) != len(seeds):
+            raise ValueError(f"give one source, or one source per seed ({len(seeds)}); got {len(source)}")
+        arms = {f"K={int(k)}": Unrolled(k=int(k), optimizer=unroll_optimizer, lr=unroll_lr, objective=objective)
+                for k in dict.fromkeys(steps)}
+        self.clip = None
+        Population.__init__(self, make_generator, make_discriminator, source, config, arms=arms,
+                            members=[(f"K={int(k)}", s) for k, s in zip(steps, seeds)], device=device or "cpu")
+        self.member_steps = self.scheme.member_steps
+        self.unroll_steps = self.scheme.max_k
+        self.unroll_update = self.scheme.update
+        self.objective = self.scheme.resolved_objective

@@ -1,0 +1,76 @@
+"""ganlib.experiments: statistics by hand, tables, the arms x seeds harness, per-model digits FID."""
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from ganlib.data import ring_of_gaussians
+from ganlib.experiments import Markdown, digits_fid_per_model, mean_se, paired, pm, run_arms, table
+from ganlib.models import MLPDiscriminator, MLPGenerator, TanhMLPGenerator
+from ganlib.training import TrainConfig
+from ganlib.training.population import Population, Standard
+
+
+def test_mean_se_and_pm_by_hand():
+    # [1, 2, 3, 4]: mean 2.5, sample variance 5/3, s.e. sqrt(5/3) / 2 = 0.6455
+    m, se, n = mean_se([1.0, 2.0, 3.0, 4.0])
+    assert (m, n) == (2.5, 4) and se == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert pm([1.0, 2.0, 3.0, 4.0]) == "2.50 ± 0.65"
+    assert pm([1.0, float("nan"), 3.0], digits=1) == "2.0 ± 1.0"          # NaN left out: [1, 3]
+    assert pm([0.25], digits=1, scale=10) == "2.5" and pm([float("nan")]) == "n/a"
+
+
+def test_paired_difference_and_verdict_by_hand():
+    d = paired([3.0, 5.0, 7.0], [1.0, 2.0, 3.0])           # differences 2, 3, 4: mean 3, s.e. 1/sqrt(3)
+    assert d.mean == 3.0 and d.se == pytest.approx(1 / math.sqrt(3)) and d.verdict == "higher"
+    assert str(d) == "+3.00 ± 0.58 (higher, 3 seeds)"
+    unclear = paired([1.0, 3.0, 2.0], [2.0, 1.0, 1.0])     # differences -1, 2, 1: mean 0.67, s.e. 0.88
+    assert unclear.verdict == "no clear difference"
+    assert paired([1.0, 0.0], [2.0, 1.0]).verdict == "lower"   # differences -1, -1: s.e. 0 -> clear
+    assert paired([1.0], [0.0]).verdict == "no clear difference"
+    with pytest.raises(ValueError, match="one value per seed"):
+        paired([1.0, 2.0], [1.0])
+
+
+def test_table_is_gfm_markdown():
+    t = table(["arm", "FID"], [["gan", "1.0 ± 0.1"], ["a|b", 2]])
+    assert isinstance(t, Markdown) and t._repr_markdown_() == t
+    assert t.splitlines() == ["| arm | FID |", "|---|---|", "| gan | 1.0 ± 0.1 |", "| a\\|b | 2 |"]
+    with pytest.raises(ValueError, match="row 0 has 1 cells"):
+        table(["a", "b"], [["x"]])
+
+
+def test_tanh_generator_is_bounded_and_stacks_as_grouped_layers():
+    torch.manual_seed(0)
+    G = TanhMLPGenerator(latent_dim=4, out_dim=64, hidden=16, depth=2)
+    z = 10 * torch.randn(50, 4)
+    x = G(z)
+    assert x.abs().max() <= 1 and x.shape == (50, 64)
+    pop = Population(lambda: TanhMLPGenerator(latent_dim=4, out_dim=64, hidden=16, depth=2),
+                     lambda: MLPDiscriminator(in_dim=64, hidden=16, depth=2), ring_of_gaussians(),
+                     TrainConfig(progress=False), seeds=[0])
+    assert pop.G._grouped is not None
+    assert_close(pop.G(z[None]), pop.export(0)(z)[None])
+
+
+def test_digits_fid_per_model_equals_digits_fid_of_each_model():
+    from ganlib.metrics.digits import digits_fid
+
+    x = torch.rand(2, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    fids = digits_fid_per_model(x)
+    assert fids.shape == (2,)
+    for p in range(2):
+        assert_close(fids[p], digits_fid(x[p].reshape(-1, 1, 8, 8)).cpu(), rtol=1e-4, atol=1e-4)
+
+
+def test_run_arms_scores_every_arm_and_seed():
+    exp = run_arms(lambda: MLPGenerator(hidden=8, depth=1), lambda: MLPDiscriminator(hidden=8, depth=1),
+                   ring_of_gaussians(), TrainConfig(steps=3, batch_size=8, progress=False),
+                   arms={"gan": Standard("ns"), "ls": Standard("lsgan")}, seeds=[0, 1],
+                   scores={"radius": lambda x: x.norm(dim=-1).mean(1)}, n_samples=20)
+    assert exp.samples["ls"].shape == (2, 20, 2) and exp.scores["gan"]["radius"].shape == (2,)
+    assert_close(exp.scores["ls"]["radius"], exp.samples["ls"].norm(dim=-1).mean(1))
+    rows = exp.table(baseline="gan").splitlines()
+    assert rows[0] == "| arm | radius | radius - gan |" and rows[2].startswith("| gan | ") and "(baseline)" in rows[2]
