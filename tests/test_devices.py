@@ -47,7 +47,7 @@ def test_trainer_keeps_everything_on_the_models_device(device, kind):
         tr.fit()
         tr.sample(4), tr.sample_fixed()
     assert calls.calls == []
-    tr._pending.append(tr._train_step())          # a step's statistics before they reach the host
+    tr._stats.add_row(tr.step + 1, tr._train_step())   # a step's statistics before they reach the host
     check_devices(tr, device, [tr.noise_rng, tr.data_rng])
 
 
