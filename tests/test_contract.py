@@ -11,6 +11,8 @@ import zipfile
 
 import pytest
 import torch
+
+from ganlib.training.batched import SeedBatch
 import yaml
 
 from ganlib import metrics
@@ -88,6 +90,12 @@ CASES = [
     # Trainer construction
     ("trainer raw tensor source", lambda: Trainer(*nets(), torch.randn(10, 2), TrainConfig()), TypeError,
      ["source", "TensorSource"]),
+    ("seed batch raw tensor source", lambda: SeedBatch(lambda: MLPGenerator(hidden=8, depth=1),
+     lambda: MLPDiscriminator(hidden=8, depth=1), torch.randn(10, 2), TrainConfig(), seeds=[0]), TypeError,
+     ["source", "TensorSource"]),
+    ("population one raw tensor among sources", lambda: SeedBatch(lambda: MLPGenerator(hidden=8, depth=1),
+     lambda: MLPDiscriminator(hidden=8, depth=1), [ring_of_gaussians(), torch.randn(10, 2)], TrainConfig(),
+     seeds=[0, 1]), TypeError, ["source[1]", "TensorSource"]),
     ("trainer list source", lambda: Trainer(*nets(), [[0.0, 1.0]], TrainConfig()), TypeError,
      ["source", "TensorSource"]),
     ("trainer dict config", lambda: Trainer(*nets(), ring_of_gaussians(), {"steps": 3}), TypeError,

@@ -31,8 +31,10 @@ What the public entry points accept and refuse (the tests in ``tests/test_contra
   generator), off, or changes its decay. Subclasses add their own settings to the same list
   (``Trainer.extra_resume_settings``: ``DGLTrainer``'s λ, ``MaEMTrainer``'s ``MaEMConfig``;
   ``ProgressiveTrainer``'s schedule is part of its config).
-  The population trainers (``SeedBatch`` and friends) do not checkpoint yet; when they do, the same
-  rules apply.
+  Populations (:class:`ganlib.training.population.Population` and the classes built on it:
+  ``SeedBatch``, ``AuctionPopulation``, ``MaEMEnsemble``...) write the same atomic, checksummed
+  files, load them with ``weights_only=True``, refuse to resume when settings, members or
+  architectures differ, and check their data sources (one, or one per member) like ``Trainer``.
 * **Metrics** (``ganlib.metrics``) refuse non-finite features by argument name.
 """
 

@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ...validation import check_source
 from ..checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 from ..history import PendingStats
 from ..trainer import HISTORY_KEYS, TrainConfig, seed_everything
@@ -151,6 +152,8 @@ class Population:
             raise TypeError("config must be a ganlib.training.TrainConfig")
         if rng not in RNG_MODES:
             raise ValueError(f"rng must be one of {RNG_MODES}, got {rng!r}")
+        for i, one in enumerate(source if isinstance(source, (list, tuple)) else [source]):
+            check_source(one, f"source[{i}]" if isinstance(source, (list, tuple)) else "source")
         if config.amp_dtype is not None:
             raise ValueError("populations run in float32: leave amp_dtype=None (use Trainer for bf16 autocast)")
         self.config, self.rng_mode, self.callbacks = config, rng, list(callbacks)
