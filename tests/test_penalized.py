@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.testing import assert_close
 
-from ganlib.data import ring_of_gaussians
+from ganlib.data import TensorSource, ring_of_gaussians
 from ganlib.models import DCGANDiscriminator, MLPDiscriminator, MLPGenerator
 from ganlib.regularizers import GradientPenalty, R1Penalty, input_gradients
 from ganlib.training import TrainConfig, Trainer, seed_everything
@@ -68,7 +68,7 @@ def test_penalty_with_batchnorm_critic_is_refused():
 
     with pytest.raises(ValueError, match="without BatchNorm"):
         PenalizedSeedBatch(lambda: DCGANGenerator(latent_dim=4, width=4, norm="none"),
-                           lambda: DCGANDiscriminator(width=4, norm="batch"), torch.randn(8, 1, 8, 8), cfg,
+                           lambda: DCGANDiscriminator(width=4, norm="batch"), TensorSource(torch.randn(8, 1, 8, 8)), cfg,
                            seeds=[0], d_penalty=GradientPenalty())
 
 
