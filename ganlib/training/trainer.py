@@ -209,16 +209,19 @@ class Trainer:
     """
 
     checkpoint_name = "checkpoint.pt"
-    supports_data_parallel = True   # not inherited: see _check_data_parallel
 
-    # cuda_graph=True is allowed for Trainer's own step. A subclass must declare its own step
-    # graph-safe (the same computation every step, no Python state that changes between steps, no
-    # host syncs) by setting supports_cuda_graph = True in its body; it is not inherited.
+    # Capabilities of Trainer's own step. A subclass that overrides the step must declare each one
+    # itself in its body (they are not inherited): supports_data_parallel once its updates call
+    # G_train / D_train; supports_cuda_graph once its step is graph-safe (the same computation every
+    # step, no Python state that changes between steps, no host syncs).
+    CAPABILITIES = ("supports_data_parallel", "supports_cuda_graph")
+    supports_data_parallel = True
     supports_cuda_graph = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.supports_cuda_graph = bool(cls.__dict__.get("supports_cuda_graph", False))
+        for flag in Trainer.CAPABILITIES:
+            setattr(cls, flag, bool(cls.__dict__.get(flag, False)))
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, source, config: TrainConfig,
                  d_penalty: Callable | None = None, d_after_step: Callable | None = None,
@@ -294,7 +297,7 @@ class Trainer:
                                  "Python state between steps, which a captured graph would not see.")
 
     def _check_data_parallel(self) -> None:
-        if self.dist.enabled and not type(self).__dict__.get("supports_data_parallel", False):
+        if self.dist.enabled and not type(self).supports_data_parallel:
             raise NotImplementedError(
                 f"{type(self).__name__} does not support data-parallel training yet: its updates would not "
                 "average gradients over ranks. Run it in one process (without torchrun), or use Trainer.")
@@ -439,7 +442,7 @@ class Trainer:
         eager step), replay the graph, copy out its statistics. Constraints: every batch of a run has
         the same shape; nothing in the step may synchronise with the host (``.item()``, boolean
         masks, data-dependent shapes) or depend on Python state that changes between steps (a subclass
-        whose step does must set ``supports_cuda_graph = False``); the optimizers are built
+        whose step does must not declare ``supports_cuda_graph = True``); the optimizers are built
         ``capturable`` and must not be replaced afterwards (:meth:`load` drops the graph).
         """
         if self._graph is None and self._inputs.warmup_steps < self.config.graph_warmup:
