@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 __all__ = ["Markdown", "table", "mean_se", "pm", "Paired", "paired", "digits_fid_per_model", "Experiment",
-           "run_arms", "VERDICT_RULE"]
+           "run_arms", "VERDICT_RULE", "Gate", "gates_table", "Comparison", "compare", "comparison_table"]
 
 VERDICT_RULE = "|mean paired difference| > 2 standard errors"
 
@@ -122,6 +122,118 @@ def paired(arm, baseline) -> Paired:
     clear = n > 1 and abs(m) > 2 * se
     verdict = ("higher" if m > 0 else "lower") if clear else "no clear difference"
     return Paired(m, se, n, verdict)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A convergence gate: evidence that a reference run has learned the data (e.g. the plain
+    GAN's high-quality rate on the ring, the reference run's digits FID), checked against a
+    threshold fixed before the run. A comparison is read only when its gates pass: when the
+    baseline has not learned the data, "X beats Y" measures stray samples, not the method."""
+
+    what: str
+    value: float
+    threshold: float
+    higher_is_better: bool = True
+    digits: int = 1
+
+    @property
+    def passed(self) -> bool:
+        v = float(self.value)
+        if not math.isfinite(v):
+            return False
+        return v >= self.threshold if self.higher_is_better else v <= self.threshold
+
+    @property
+    def needs(self) -> str:
+        return f"{'≥' if self.higher_is_better else '≤'} {self.threshold:g}"
+
+    def __str__(self) -> str:
+        state = "passed" if self.passed else "FAILED"
+        return f"{self.what}: {float(self.value):.{self.digits}f} (needs {self.needs}): {state}"
+
+    def _repr_markdown_(self) -> str:
+        return f"**Convergence gate.** {self}"
+
+
+def gates_table(gates: Sequence[Gate]) -> Markdown:
+    """The gates as a Markdown table: what is checked, the measured value, the threshold, passed."""
+    return table(["convergence gate", "measured", "needs", "passed"],
+                 [[g.what, f"{float(g.value):.{g.digits}f}", g.needs, "yes" if g.passed else "**no**"]
+                  for g in gates])
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A gated, paired verdict on one metric: ``arm`` against ``baseline`` over shared seeds.
+
+    ``better`` is True/False when the gates pass and the paired difference is clear
+    (:data:`VERDICT_RULE`), None otherwise (no clear difference, or no verdict because a gate
+    failed: then ``gated`` is True)."""
+
+    arm: str
+    baseline: str
+    metric: str
+    difference: Paired
+    lower_is_better: bool
+    failed_gates: tuple = ()
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.failed_gates)
+
+    @property
+    def better(self) -> bool | None:
+        if self.gated or self.difference.verdict == "no clear difference":
+            return None
+        return (self.difference.verdict == "lower") == self.lower_is_better
+
+    @property
+    def word(self) -> str:
+        """"better", "worse", "no clear difference" or "no verdict (unconverged)"."""
+        if self.gated:
+            return "no verdict (unconverged)"
+        return {True: "better", False: "worse", None: "no clear difference"}[self.better]
+
+    def __str__(self) -> str:
+        d = self.difference.format()
+        if self.gated:
+            failed = "; ".join(g.what for g in self.failed_gates)
+            return (f"No verdict on {self.metric} for {self.arm} against {self.baseline}: the run is "
+                    f"unconverged (failed gate: {failed}). Paired difference {d}.")
+        if self.better is None:
+            return (f"{self.arm} against {self.baseline}: no clear difference in {self.metric} "
+                    f"(paired difference {d}).")
+        return (f"{self.arm} is {'better' if self.better else 'worse'} than {self.baseline} on {self.metric} "
+                f"(paired difference {d}).")
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def compare(arm: str, arm_values, baseline: str, baseline_values, metric: str, *, lower_is_better: bool,
+            gates: Sequence[Gate] = ()) -> Comparison:
+    """The paired verdict ``arm`` vs ``baseline`` on ``metric`` (values per seed, seeds aligned),
+    withheld when any of ``gates`` failed."""
+    failed = tuple(g for g in gates if not g.passed)
+    return Comparison(arm, baseline, metric, paired(arm_values, baseline_values), lower_is_better, failed)
+
+
+def comparison_table(scores: Mapping[str, object], baseline: str, metric: str, *, lower_is_better: bool,
+                     gates: Sequence[Gate] = (), digits: int = 2) -> Markdown:
+    """One row per arm of ``scores`` (arm -> values per seed): ``mean ± s.e.``, the paired
+    difference to ``baseline`` and the gated verdict (:func:`compare`)."""
+    if baseline not in scores:
+        raise KeyError(f"no arm {baseline!r}; arms are {list(scores)}")
+    rows = []
+    for arm, values in scores.items():
+        if arm == baseline:
+            rows.append([arm, pm(values, digits), "(baseline)", ""])
+            continue
+        c = compare(arm, values, baseline, scores[baseline], metric, lower_is_better=lower_is_better, gates=gates)
+        rows.append([arm, pm(values, digits), c.difference.format(digits), c.word])
+    direction = "lower" if lower_is_better else "higher"
+    return table(["arm", f"{metric} ({direction} is better)", f"paired difference to {baseline}", "verdict"], rows)
 
 
 def digits_fid_per_model(samples: torch.Tensor, real_features: torch.Tensor | None = None) -> torch.Tensor:

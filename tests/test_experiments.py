@@ -74,3 +74,37 @@ def test_run_arms_scores_every_arm_and_seed():
     assert_close(exp.scores["ls"]["radius"], exp.samples["ls"].norm(dim=-1).mean(1))
     rows = exp.table(baseline="gan").splitlines()
     assert rows[0] == "| arm | radius | radius - gan |" and rows[2].startswith("| gan | ") and "(baseline)" in rows[2]
+
+
+# --- convergence gates and gated verdicts -------------------------------------------------------
+
+from ganlib.experiments import Gate, compare, comparison_table, gates_table  # noqa: E402
+
+
+def test_gate_passes_on_its_side_of_the_threshold_and_fails_on_nan():
+    assert Gate("HQ %", 50.0, 50.0).passed
+    assert not Gate("HQ %", 49.9, 50.0).passed
+    assert Gate("FID", 20.0, 30.0, higher_is_better=False).passed
+    assert not Gate("FID", 31.0, 30.0, higher_is_better=False).passed
+    assert not Gate("FID", float("nan"), 30.0, higher_is_better=False).passed
+    assert "FAILED" in str(Gate("HQ %", 1.0, 50.0)) and "≥ 50" in str(Gate("HQ %", 1.0, 50.0))
+    assert "| HQ % | 1.0 | ≥ 50 | **no** |" in gates_table([Gate("HQ %", 1.0, 50.0)])
+
+
+def test_compare_reads_direction_and_withholds_the_verdict_when_a_gate_fails():
+    base = [10.0, 12.0, 11.0, 13.0, 12.0]
+    arm = [8.0, 9.5, 9.0, 10.0, 9.5]  # differences -2, -2.5, -2, -3, -2.5: clearly lower
+    c = compare("B", arm, "A", base, "FID", lower_is_better=True)
+    assert c.better is True and c.word == "better" and "B is better than A" in str(c)
+    assert compare("B", arm, "A", base, "modes", lower_is_better=False).better is False
+    gated = compare("B", arm, "A", base, "FID", lower_is_better=True, gates=[Gate("ref FID", 80.0, 30.0, False)])
+    assert gated.gated and gated.better is None and "unconverged" in str(gated) and "ref FID" in str(gated)
+    noisy = compare("B", [1.0, 3.0, 0.0, 4.0, 2.0], "A", [2.0, 1.0, 3.0, 1.0, 2.0], "FID", lower_is_better=True)
+    assert noisy.better is None and noisy.word == "no clear difference"
+
+
+def test_comparison_table_has_one_row_per_arm_with_the_verdict():
+    t = comparison_table({"A": [1.0, 1.0, 1.0], "B": [2.0, 2.1, 2.2]}, "A", "modes", lower_is_better=False)
+    lines = t.splitlines()
+    assert len(lines) == 4 and "(baseline)" in lines[2] and lines[3].endswith("| better |")
+    assert "+1.10 ± 0.06" in lines[3]
