@@ -1,7 +1,10 @@
-"""ganlib.viz: figures, animations for static HTML, live monitor and explorers (Agg, no display)."""
+"""ganlib.viz: figures, animations for static HTML and the live monitor (Agg, no display)."""
 
+import json
+import re
 import sys
 import types
+from pathlib import Path
 
 import matplotlib
 
@@ -12,9 +15,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.collections import PatchCollection, PathCollection  # noqa: E402
 
-from ganlib import viz  # noqa: E402
+from ganlib import book, viz  # noqa: E402
 from ganlib.data.mixtures import GaussianMixture, ring_of_gaussians  # noqa: E402
-from ganlib.models.dcgan import DCGANGenerator  # noqa: E402
 from ganlib.models.mlp import MLPGenerator  # noqa: E402
 
 
@@ -111,19 +113,6 @@ def test_scatter_2d_without_mixture_autoscales():
         viz.scatter_2d(torch.randn(5, 3))
     with pytest.raises(TypeError, match="means"):
         viz.scatter_2d(torch.randn(5, 2), mixture=object())
-
-
-def test_density_2d_is_a_normalised_histogram():
-    x = torch.tensor([[0.1, 0.1]] * 3 + [[0.9, 0.9]])
-    fig = viz.density_2d(x, bounds=(0, 1, 0, 1), bins=2)
-    (im,) = fig.axes[0].get_images()
-    density = np.asarray(im.get_array())                      # rows = y (origin lower), cols = x
-    np.testing.assert_allclose(density, [[3.0, 0.0], [0.0, 1.0]] / np.float64(0.25 * 4))
-    assert density.sum() * 0.25 == pytest.approx(1.0)
-    ring = ring_of_gaussians()
-    fig = viz.density_2d(ring.sample(500), mixture=ring, show_modes=True, title="ring")
-    assert [len(c.get_paths()) for c in fig.axes[0].collections] == [8]
-    np.testing.assert_allclose([*fig.axes[0].get_xlim(), *fig.axes[0].get_ylim()], viz.mixture_bounds(ring))
 
 
 # --- curves ----------------------------------------------------------------------------------------------
@@ -252,7 +241,7 @@ def test_live_monitor_redraws_in_place_with_throttle(monkeypatch):
         shown.append(obj)
         return Handle()
 
-    monkeypatch.setattr(viz, "in_notebook", lambda: True)
+    monkeypatch.setattr(book, "in_notebook", lambda: True)
     monkeypatch.setattr(IPython.display, "display", display)
     ring = ring_of_gaussians()
     trainer, monitor = FakeTrainer("2d", steps=40), viz.LiveMonitor(every=3600, mixture=ring)
@@ -276,64 +265,10 @@ def test_live_monitor_needs_a_trainer():
         viz.LiveMonitor().finish()
 
 
-# --- explorers and latent space ---------------------------------------------------------------------
-def test_snapshot_explorer_static_fallback_is_the_animation():
-    snaps = [(i, torch.randn(8, 2)) for i in range(3)]
-    out = viz.snapshot_explorer(snaps)                        # no kernel here
-    assert viz.count_frames(out) == 3
-
-
-def test_snapshot_explorer_widget_slider_changes_the_image():
-    pytest.importorskip("ipywidgets")
-    snaps = [(i, torch.full((4, 1, 4, 4), -1.0 + i)) for i in range(3)]
-    box = viz.snapshot_explorer(snaps, interactive=True)
-    (play, slider, label), image = box.children[0].children, box.children[1]
-    first = image.value
-    slider.value = 2
-    assert label.value == "step 2" and image.value != first and image.value[:4] == b"\x89PNG"
-
-
-def test_interpolate_latents_linear_and_slerp():
-    z0, z1 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
-    lin = viz.interpolate_latents(z0, z1, 3)
-    torch.testing.assert_close(lin[:, 0], torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
-    sl = viz.interpolate_latents(z0, z1, 3, method="slerp")
-    h = 0.5 ** 0.5
-    torch.testing.assert_close(sl[:, 0], torch.tensor([[1.0, 0.0], [h, h], [0.0, 1.0]]))
-    same = viz.interpolate_latents(z0, z0, 4, method="slerp")   # theta = 0: no division by zero
-    torch.testing.assert_close(same, z0.expand(4, 1, 2))
-    with pytest.raises(ValueError, match="method"):
-        viz.interpolate_latents(z0, z1, 3, method="cubic")
-
-
-def test_latent_interpolation_images_endpoints_are_the_generator_outputs():
-    torch.manual_seed(0)
-    G = DCGANGenerator(latent_dim=8, channels=1, image_size=8, width=8)
-    z0, z1 = torch.randn(2, 8), torch.randn(2, 8)
-    fig = viz.latent_interpolation(G, z0, z1, steps=5)
-    grid = np.asarray(fig.axes[0].get_images()[0].get_array())
-    assert grid.shape == (2 * 8 + 1, 5 * 8 + 4)
-    assert G.training                                         # mode restored
-    G.eval()
-    with torch.no_grad():
-        ends = (G(torch.cat([z0, z1])).numpy() + 1) / 2
-    np.testing.assert_allclose(grid[9:17, 0:8], ends[1, 0], atol=1e-5)      # row 1, t = 0
-    np.testing.assert_allclose(grid[0:8, 36:44], ends[2, 0], atol=1e-5)     # row 0, t = 1
-
-
-def test_latent_interpolation_2d_and_explorer_fallback():
-    G = MLPGenerator(latent_dim=2)
-    ring = ring_of_gaussians()
-    fig = viz.latent_interpolation(G, rows=3, steps=6, mixture=ring)
-    assert len(fig.axes) == 2                                 # plot + colourbar
-    assert len(fig.axes[0].lines) == 3
-    html = viz.latent_explorer(G, steps=5, rows=2, mixture=ring)
-    assert viz.count_frames(html) == 5
-
-
+# --- static mode ---------------------------------------------------------------------------------
 def test_static_mode_follows_kernel_and_environment(monkeypatch):
     assert viz.static_mode()                                  # no kernel in pytest
-    monkeypatch.setattr(viz, "in_notebook", lambda: True)
+    monkeypatch.setattr(book, "in_notebook", lambda: True)
     assert not viz.static_mode()
     monkeypatch.setenv("GANLIB_STATIC", "1")
     assert viz.static_mode()
@@ -368,3 +303,25 @@ def test_with_the_real_trainer():
     assert [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)] == [8, 512]
     assert viz.count_frames(viz.to_html(viz.animate_snapshots(trainer.snapshots, mixture=ring))) == 3
     assert len(viz.plot_history(trainer, keys=["d_loss", "g_loss", ("d_real", "d_fake")]).axes) == 3
+
+
+# --- the chapters' names ------------------------------------------------------------------------------
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def _viz_names_in_chapters() -> dict[str, set[str]]:
+    """``{name: {chapter files}}`` for every ``viz.NAME`` in the notebooks' code cells."""
+    names: dict[str, set[str]] = {}
+    for path in sorted(BOOK.glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                for name in re.findall(r"\bviz\.(\w+)", "".join(cell["source"])):
+                    names.setdefault(name, set()).add(path.name)
+    return names
+
+
+def test_every_viz_name_a_chapter_uses_is_exported():
+    names = _viz_names_in_chapters()
+    assert {"image_grid", "scatter_2d", "animate_snapshots", "to_html"} <= set(names)   # the parse works
+    missing = {n: sorted(files) for n, files in names.items() if n not in viz.__all__ or not hasattr(viz, n)}
+    assert not missing, f"chapters use viz names that ganlib.viz does not export: {missing}"
