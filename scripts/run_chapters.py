@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         )
-        # the kernel inherits it: explorers render as JS animations and progress bars stay off,
+        # the kernel inherits it: the live monitor draws one static figure and progress bars stay off,
         # since the executed copies become static pages
         os.environ.setdefault("GANLIB_STATIC", "1")
     except ToolingError as err:
