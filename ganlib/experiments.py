@@ -238,19 +238,25 @@ def comparison_table(scores: Mapping[str, object], baseline: str, metric: str, *
 
 def digits_fid_per_model(samples: torch.Tensor, real_features: torch.Tensor | None = None) -> torch.Tensor:
     """Digits FID (:func:`ganlib.metrics.digits.digits_fid`) of every model's samples: ``samples``
-    ``[P, n, 64]`` (flattened 8x8) or ``[P, n, 1, 8, 8]`` in ``[-1, 1]`` -> ``Tensor[P]`` on the CPU.
+    ``[P, n, H*W]`` (flattened square images, e.g. 64 for 8x8 digits) or ``[P, n, 1, H, W]`` in
+    ``[-1, 1]`` -> ``Tensor[P]`` on the CPU (larger images are pooled to 8x8 by the classifier).
     ``real_features``: digits features of the reference images (default: all 1,797 digits), computed
     once for all models. Compare values only at equal ``n`` (the estimate is biased upward at small n)."""
     from .metrics import fid_from_features
     from .metrics.digits import digits_features
 
     if samples.ndim not in (3, 5):
-        raise ValueError(f"samples must be [P, n, 64] or [P, n, 1, 8, 8], got {tuple(samples.shape)}")
+        raise ValueError(f"samples must be [P, n, H*W] or [P, n, 1, H, W], got {tuple(samples.shape)}")
+    if samples.ndim == 3:
+        side = math.isqrt(samples.shape[-1])
+        if side * side != samples.shape[-1]:
+            raise ValueError(f"flattened samples must be square images, got {samples.shape[-1]} pixels")
+        samples = samples.reshape(*samples.shape[:2], 1, side, side)
     if real_features is None:
         from .data.images import load_digits
 
         real_features = digits_features(load_digits()[0])
-    images = samples.reshape(*samples.shape[:2], 1, 8, 8).clamp(-1, 1)
+    images = samples.clamp(-1, 1)
     return torch.tensor([fid_from_features(real_features.to(x.device), digits_features(x)).item() for x in images],
                         dtype=torch.float64)
 

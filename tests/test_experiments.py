@@ -63,6 +63,10 @@ def test_digits_fid_per_model_equals_digits_fid_of_each_model():
     assert fids.shape == (2,)
     for p in range(2):
         assert_close(fids[p], digits_fid(x[p].reshape(-1, 1, 8, 8)).cpu(), rtol=1e-4, atol=1e-4)
+    big = torch.rand(2, 20, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1  # 16x16, flattened
+    assert_close(digits_fid_per_model(big), digits_fid_per_model(big.reshape(2, 20, 1, 16, 16)))
+    with pytest.raises(ValueError, match="square"):
+        digits_fid_per_model(x[..., :60])
 
 
 def test_run_arms_scores_every_arm_and_seed():
