@@ -32,7 +32,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 __all__ = ["Markdown", "table", "mean_se", "pm", "Paired", "paired", "digits_fid_per_model", "Experiment",
-           "run_arms", "VERDICT_RULE", "Gate", "gates_table", "Comparison", "compare", "comparison_table"]
+           "run_arms", "VERDICT_RULE", "Gate", "gates_table", "Comparison", "compare", "comparison_table",
+           "LRDecay"]
 
 VERDICT_RULE = "|mean paired difference| > 2 standard errors"
 
@@ -312,3 +313,37 @@ def run_arms(make_generator: Callable, make_discriminator: Callable, source, con
     scored = {arm: {name: torch.as_tensor(fn(x)).flatten().cpu() for name, fn in (scores or {}).items()}
               for arm, x in samples.items()}
     return Experiment(pop, seeds, samples, scored, seconds)
+
+
+@dataclass(frozen=True)
+class LRDecay:
+    """A population callback (``Population(..., callbacks=[LRDecay(...)])``): constant learning
+    rates (``config.lr_d``, ``config.lr_g``) for the first ``start`` fraction of ``config.steps``,
+    then a geometric decay to ``final`` times them at the last step. It sets the stacked
+    optimizers' ``lr`` (and the unrolled D steps' ``lr`` of an :class:`~ganlib.training.unrolled.Unrolled`
+    scheme, so the unroll keeps imitating D's real update); the value holds until the next call,
+    i.e. it is piecewise constant over ``config.log_every`` steps. Call it once after loading a
+    checkpoint so that a resumed run does not restart at the base rate."""
+
+    start: float = 0.5
+    final: float = 0.03
+
+    def __post_init__(self):
+        if not 0 <= self.start <= 1 or not 0 < self.final <= 1:
+            raise ValueError(f"need 0 <= start <= 1 and 0 < final <= 1, got start={self.start}, final={self.final}")
+
+    def factor(self, step: int, steps: int) -> float:
+        t = step / steps
+        if t <= self.start or self.start >= 1:
+            return 1.0
+        return self.final ** min(1.0, (t - self.start) / (1 - self.start))
+
+    def __call__(self, pop) -> None:
+        cfg = pop.config
+        f = self.factor(pop.step, cfg.steps)
+        pop.opt_d.lr, pop.opt_g.lr = cfg.lr_d * f, cfg.lr_g * f
+        update = getattr(pop.scheme, "update", None)
+        if update is not None and hasattr(update, "lr"):
+            if not hasattr(pop.scheme, "_base_unroll_lr"):
+                pop.scheme._base_unroll_lr = update.lr
+            update.lr = pop.scheme._base_unroll_lr * f

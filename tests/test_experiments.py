@@ -112,3 +112,42 @@ def test_comparison_table_has_one_row_per_arm_with_the_verdict():
     lines = t.splitlines()
     assert len(lines) == 4 and "(baseline)" in lines[2] and lines[3].endswith("| better |")
     assert "+1.10 ± 0.06" in lines[3]
+
+
+def test_lr_decay_sets_the_population_rates_geometrically_after_start():
+    from types import SimpleNamespace
+
+    from ganlib.experiments import LRDecay
+    from ganlib.training import TrainConfig
+
+    cfg = TrainConfig(steps=100, lr_d=1e-3, lr_g=5e-4)
+    update = SimpleNamespace(lr=2e-3)
+    pop = SimpleNamespace(config=cfg, step=0, opt_d=SimpleNamespace(lr=None), opt_g=SimpleNamespace(lr=None),
+                          scheme=SimpleNamespace(update=update))
+    decay = LRDecay(start=0.5, final=0.01)
+    for step, f in [(0, 1.0), (50, 1.0), (75, 0.1), (100, 0.01)]:
+        pop.step = step
+        decay(pop)
+        assert math.isclose(pop.opt_d.lr, 1e-3 * f) and math.isclose(pop.opt_g.lr, 5e-4 * f)
+        assert math.isclose(update.lr, 2e-3 * f)   # the unrolled steps follow D's rate
+    with pytest.raises(ValueError):
+        LRDecay(start=0.5, final=0.0)
+
+
+def test_lr_decay_changes_a_real_population_run():
+    from ganlib.data import ring_of_gaussians
+    from ganlib.experiments import LRDecay
+    from ganlib.models import MLPDiscriminator, MLPGenerator
+    from ganlib.training import TrainConfig
+    from ganlib.training.population import Population
+
+    def run(callbacks):
+        pop = Population(lambda: MLPGenerator(2, 2, 8, 1), lambda: MLPDiscriminator(2, 8, 1), ring_of_gaussians(),
+                         TrainConfig(steps=6, batch_size=8, log_every=2, progress=False), seeds=[0],
+                         callbacks=callbacks)
+        pop.fit()
+        return pop
+
+    plain, decayed = run([]), run([LRDecay(start=0.0, final=0.01)])
+    assert math.isclose(decayed.opt_d.lr, 2e-4 * 0.01) and plain.opt_d.lr == 2e-4
+    assert not torch.equal(plain.G.params["net.0.weight"], decayed.G.params["net.0.weight"])
