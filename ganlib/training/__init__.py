@@ -41,7 +41,8 @@ What the public entry points accept and refuse (the tests in ``tests/test_contra
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .distill import DGLSeedBatch, DGLTrainer, count_macs, count_parameters, freeze_teacher, two_stage
 from .phased import PhasedConfig, PhasedTrainer
-from .trainer import HISTORY_KEYS, OPTIMIZERS, TrainConfig, Trainer, make_optimizer, seed_everything
+from .config import OPTIMIZERS, TrainConfig, make_optimizer, seed_everything
+from .trainer import HISTORY_KEYS, Trainer
 
 __all__ = ["Trainer", "TrainConfig", "seed_everything", "make_optimizer", "OPTIMIZERS", "save_checkpoint",
            "load_checkpoint", "CheckpointError", "HISTORY_KEYS",

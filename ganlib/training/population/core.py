@@ -35,7 +35,8 @@ from torch import nn
 from ...validation import check_source
 from ..checkpoint import CheckpointError, load_checkpoint, require_same_settings, save_checkpoint
 from ..history import PendingStats
-from ..trainer import HISTORY_KEYS, TrainConfig, seed_everything
+from ..config import TrainConfig, seed_everything
+from ..trainer import HISTORY_KEYS
 from .optim import StackedOptimizer
 from .schemes import Scheme, Standard
 from .stack import Stack
