@@ -11,9 +11,11 @@ from .digits import (
     classify_digits,
     digits_features,
     digits_fid,
+    digits_i_variance,
     digits_inception_score,
     digits_kid,
     digits_split,
+    i_variance,
     load_digits_classifier,
     stacked_digit_modes,
 )
@@ -27,6 +29,7 @@ __all__ = [
     "precision_recall",
     "DigitsClassifier", "load_digits_classifier", "classifier_info", "digits_split",
     "digits_features", "classify_digits", "digits_fid", "digits_kid", "digits_inception_score",
+    "i_variance", "digits_i_variance",
     "stacked_digit_modes",
     "inception_fid",
 ]

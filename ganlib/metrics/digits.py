@@ -35,7 +35,8 @@ from .mixture import ModeStats, kl_to_uniform
 __all__ = [
     "DigitsClassifier", "load_digits_classifier", "classifier_info", "digits_split",
     "digits_features", "classify_digits", "digits_fid", "digits_kid",
-    "digits_inception_score", "stacked_digit_modes", "WEIGHTS_PATH", "INFO_PATH",
+    "digits_inception_score", "i_variance", "digits_i_variance", "stacked_digit_modes", "WEIGHTS_PATH",
+    "INFO_PATH",
 ]
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "digits_classifier.safetensors"
@@ -232,6 +233,35 @@ def digits_inception_score(images: torch.Tensor, splits: int = 10) -> tuple[torc
     kl = (logp.exp() * (logp - log_marginal)).sum(-1).mean(-1)
     scores = kl.exp()
     return scores.mean(), scores.std(correction=0)
+
+
+def i_variance(probs: torch.Tensor) -> torch.Tensor:
+    """I-Variance of class probabilities ``[..., n, C]`` -> ``[...]``: the mean over the C classes
+    of the (population) standard deviation of each class's probability over the n samples.
+
+    Liu et al., 2023 (MaEM-GAN), Eq. 15 writes it as a spread of Inception outputs; their
+    ``inception_variance.py`` computes exactly this (``np.mean(np.std(preds, axis=0))`` on
+    softmax outputs, one split). Higher means more diverse *and* confident samples: a generator
+    stuck on one class scores 0, uniform confident samples over C classes score
+    ``sqrt((C - 1) / C**2)``.
+    """
+    if not isinstance(probs, torch.Tensor) or probs.ndim < 2 or probs.shape[-2] < 1:
+        raise ValueError("probs must be a tensor [..., n, C] of class probabilities, got "
+                         f"{tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__}")
+    return probs.double().std(dim=-2, correction=0).mean(dim=-1)
+
+
+def digits_i_variance(images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """:func:`i_variance` of the digits classifier's softmax outputs, an offline analogue of
+    MaEM-GAN's I-Variance (10 digit classes instead of Inception's 1,000, so the scale differs).
+    ``images`` is ``[n, 1, H, W]`` (a scalar) or ``[S, n, 1, H, W]`` (one value per sample set)."""
+    if not isinstance(images, torch.Tensor) or images.ndim not in (4, 5):
+        raise ValueError("images must be [n, 1, H, W] or [S, n, 1, H, W], got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    model = load_digits_classifier(images.device)
+    flat = images.reshape(-1, *images.shape[-3:])
+    probs = _batched(lambda x: model(x).softmax(dim=1), flat, batch_size)
+    return i_variance(probs.reshape(*images.shape[:-3], 10))
 
 
 def stacked_digit_modes(images: torch.Tensor, batch_size: int = 4096) -> ModeStats:
