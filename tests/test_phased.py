@@ -93,3 +93,16 @@ def test_resume_continues_exactly(tmp_path):
                           PhasedConfig(steps=8, batch_size=5, checkpoint_dir=str(tmp_path)))
     with pytest.raises(CheckpointError, match="batch_size"):
         other.load(other.checkpoint_path)
+
+
+def test_decay_from_falls_linearly_and_default_keeps_lr():
+    cfg = PhasedConfig(steps=10, lr=1.0, decay_from=0.5)
+    assert [cfg.lr_at(s) for s in range(10)] == [1.0] * 6 + [0.8, 0.6, 0.4, 0.2]
+    assert PhasedConfig(steps=10, lr=0.5).lr_at(9) == 0.5
+    with pytest.raises(ValueError):
+        PhasedConfig(decay_from=1.0)
+    vq, _, _ = _models()
+    trainer = PhasedTrainer(vq, lambda x: vq.loss(x), TensorSource(_data()), SCHED,
+                            PhasedConfig(steps=4, batch_size=4, lr=1e-3, decay_from=0.0))
+    trainer.fit()
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3 / 4)

@@ -44,7 +44,10 @@ __all__ = ["PhasedConfig", "PhasedTrainer", "vqvae_loss", "prior_loss", "code_nl
 @dataclass
 class PhasedConfig:
     """One stage's settings. Adam 3e-4 and batch 128 are the VQ-VAE-2 reference settings
-    (rosinality/vq-vae-2-pytorch); ``checkpoint_every=0`` saves only at the end."""
+    (rosinality/vq-vae-2-pytorch); ``checkpoint_every=0`` saves only at the end.
+    ``decay_from`` (a fraction of ``steps`` in [0, 1), default None: constant rate) lets the
+    learning rate fall linearly from ``lr`` at that fraction to 0 at the last step, which
+    settles short runs."""
 
     steps: int = 1000
     batch_size: int = 128
@@ -54,6 +57,7 @@ class PhasedConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
     progress: bool = False
+    decay_from: float | None = None
 
     def __post_init__(self):  # numbers given as strings are parsed, as in TrainConfig
         for name in ("steps", "batch_size", "log_every"):
@@ -61,6 +65,17 @@ class PhasedConfig:
         self.checkpoint_every = as_int("checkpoint_every", self.checkpoint_every, low=0)
         self.seed = as_int("seed", self.seed)
         self.lr = as_float("lr", self.lr, low=0, low_open=True)
+        if self.decay_from is not None:
+            self.decay_from = as_float("decay_from", self.decay_from, low=0)
+            if self.decay_from >= 1:
+                raise ValueError(f"decay_from must be a fraction of the steps in [0, 1), got {self.decay_from}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based) of ``steps``."""
+        if self.decay_from is None:
+            return self.lr
+        start = self.decay_from * self.steps
+        return self.lr * min(1.0, (self.steps - step) / max(self.steps - start, 1e-12))
 
 
 def vqvae_loss(vqvae: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -126,6 +141,9 @@ class PhasedTrainer:
             while self.step < cfg.steps:
                 phase = self.schedule.phase_index(self.step, cfg.steps)
                 loss, stats = self.loss_fn(self.batch(self.step))
+                if cfg.decay_from is not None:
+                    for group in self.opt.param_groups:
+                        group["lr"] = cfg.lr_at(self.step)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
