@@ -223,3 +223,38 @@ def test_maem_ensemble_resumes_exactly_with_its_replay_buffers(tmp_path):
     for k, v in straight.G.params.items():
         assert torch.equal(resumed.G.params[k], v)
     assert torch.equal(resumed.buffer_gen.fifo.data, straight.buffer_gen.fifo.data)
+
+
+
+def test_branch_can_switch_spectral_norm_on_from_the_current_weights():
+    """branch(wrap_discriminator=...) keeps every member's weights and data stream and wraps a copy
+    of its discriminator, here with PyTorch's spectral norm (what chapter 4 switches on mid-run)."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    def with_sn(d):
+        for m in d.net:
+            if isinstance(m, nn.Linear):
+                spectral_norm(m)
+        return d
+
+    cfg = TrainConfig(steps=4, batch_size=8, progress=False, log_every=1)
+    pop = Population(make_g, make_d, ring_of_gaussians(), cfg, seeds=[0, 1])
+    pop.fit(2)
+    plain = pop.branch({"plain": Standard()})
+    sn = pop.branch({"sn": Standard()}, wrap_discriminator=with_sn)
+    assert sn.D.spectral_norm and not plain.D.spectral_norm and not pop.D.spectral_norm
+    x = torch.randn(2, 5, 2)
+    sn.D.eval()
+    out = sn.D(x)
+    sn.D.train()
+    for p in range(2):
+        d = sn.export(p, "discriminator")
+        assert torch.equal(d.net[0].parametrizations.weight.original,
+                           pop.export(p, "discriminator").net[0].weight)
+        assert_close(out[p], d.eval()(x[p]))
+        assert torch.equal(sn.data_rngs[p].get_state(), plain.data_rngs[p].get_state())
+    sn.fit()
+    plain.fit()
+    assert sn.step == plain.step == 4 and pop.step == 2
+    assert torch.isfinite(torch.tensor(sn.history["d_loss"])).all()

@@ -400,11 +400,17 @@ class Population:
         return (self.G if which == "generator" else self.D).export(p, like)
 
     # --- arms from a trained population -------------------------------------------------------------
-    def branch(self, arms: dict[str, Scheme]) -> "Population":
+    def branch(self, arms: dict[str, Scheme],
+               wrap_discriminator: Callable[[nn.Module], nn.Module] | None = None) -> "Population":
         """``len(arms) x P`` members continuing this population's P from their current weights: arm
         ``a`` holds members ``a*P .. a*P+P-1`` (this population's order). Fresh optimizer states,
         copied RNG states (every arm of a member sees the same batches), tiled EMA weights, a new
-        history; the step count continues (e.g. DGL-GAN's stage 2 from its stage 1)."""
+        history; the step count continues (e.g. DGL-GAN's stage 2 from its stage 1).
+
+        ``wrap_discriminator(module) -> module`` is applied to a copy of every new member's
+        discriminator before they are stacked again, e.g. to switch spectral normalization on
+        from this step (``torch.nn.utils.parametrizations.spectral_norm`` on each layer); the
+        wrapped modules must share one architecture."""
         arms = self._arms(arms)
         self.flush()
         A = len(arms)
@@ -413,6 +419,9 @@ class Population:
         new.members = [(name, s) for name in arms for _, s in self.members]
         new._seeds = list(dict.fromkeys(s for _, s in new.members))
         new.G, new.D = self.G.tile(A), self.D.tile(A)
+        if wrap_discriminator is not None:
+            new.D = Stack([wrap_discriminator(new.D.export(p)) for p in range(len(new.D))],
+                          device=self.device, grouped=self.D._grouped is not None)
         new.opt_g = StackedOptimizer.from_config(new.G.parameters(), self.config, "g")
         new.opt_d = StackedOptimizer.from_config(new.D.parameters(), self.config, "d")
         new.g_ema = None if self.g_ema is None else {k: v.repeat(A, *([1] * (v.ndim - 1))) for k, v in self.g_ema.items()}
