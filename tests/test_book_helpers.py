@@ -279,7 +279,8 @@ def test_cached_run_corrupt_file_says_what_to_do(tmp_path):
 
 
 def _chapter_presets():
-    """(chapter, smoke, book, gpu) of every chapter's select_profile call, evaluated with SEED = 0."""
+    """(chapter, smoke, book, gpu) of every chapter's select_profile call, evaluated with SEED = 0
+    and the top-level literal assignments of its cell (e.g. a dict of settings shared by presets)."""
     import ast
     import json
     from pathlib import Path
@@ -287,9 +288,18 @@ def _chapter_presets():
     for path in sorted((Path(__file__).resolve().parents[1] / "book").glob("[0-9][0-9]_*.ipynb")):
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         for source in ("".join(c["source"]) for c in cells if c["cell_type"] == "code"):
-            for node in ast.walk(ast.parse(source)):
+            tree, names = ast.parse(source), {"SEED": 0}
+            for stmt in tree.body:  # NAME = <literal>: the values a preset may build on
+                if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                        and isinstance(stmt.targets[0], ast.Name)):
+                    try:
+                        names[stmt.targets[0].id] = eval(compile(ast.Expression(stmt.value), path.name, "eval"),
+                                                         dict(names))
+                    except Exception:  # computed at run time (a call, an import): not a preset input
+                        pass
+            for node in ast.walk(tree):
                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "select_profile":
-                    kw = {k.arg: eval(compile(ast.Expression(k.value), path.name, "eval"), {"SEED": 0})
+                    kw = {k.arg: eval(compile(ast.Expression(k.value), path.name, "eval"), dict(names))
                           for k in node.keywords}
                     yield path.stem, kw["smoke"], kw["book"], kw["gpu"]
 
