@@ -14,6 +14,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := _build
 TEST_BUILD := _build/test
+# chapters executed at once (each in its own kernel, torch pinned to one CPU thread): one per core
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 REQ_HASH := $(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
@@ -48,15 +50,15 @@ chromium:
 
 test: venv
 	$(PY) -m pytest -q tests
-	$(PY) scripts/run_chapters.py --profile smoke --build-dir $(TEST_BUILD)
-	$(PY) scripts/run_chapters.py --profile gpu-dry --build-dir $(TEST_BUILD)/gpu-dry
+	$(PY) scripts/run_chapters.py --jobs $(JOBS) --profile smoke --build-dir $(TEST_BUILD)
+	$(PY) scripts/run_chapters.py --jobs $(JOBS) --profile gpu-dry --build-dir $(TEST_BUILD)/gpu-dry
 	$(PY) scripts/run_chapters.py --profile gpu-dry --only 12 -p DATASET mnist --build-dir $(TEST_BUILD)/gpu-dry-mnist
 	$(PY) scripts/build_html.py --build-dir $(TEST_BUILD)
 	$(PY) scripts/check_html.py --build-dir $(TEST_BUILD)
 	$(PY) scripts/make_student_version.py --out-dir $(TEST_BUILD)/student
 
 book: venv
-	$(PY) scripts/run_chapters.py --profile book --build-dir $(BUILD)
+	$(PY) scripts/run_chapters.py --jobs $(JOBS) --profile book --build-dir $(BUILD)
 	$(PY) scripts/build_html.py --build-dir $(BUILD)
 	$(PY) scripts/check_html.py --build-dir $(BUILD)
 	@echo "The book is in $(CURDIR)/$(BUILD)/site/_build/html (open index.html)"

@@ -352,6 +352,21 @@ def run_one(entry: TocEntry, out: Path, parameters: dict, kernel: str,
     return time.perf_counter() - t0
 
 
+def _execute(entry: TocEntry, out: Path, profile: str, parameters: dict, kernel: str,
+             cell_timeout: int | None, log_output: bool) -> tuple[float, ToolingError | None]:
+    """Run and stamp one chapter; returns (wall seconds, the error or None). With ``--jobs`` it runs
+    in a worker process, so it reports the error instead of raising it."""
+    t0 = time.perf_counter()
+    try:
+        seconds = run_one(entry, out, parameters, kernel, cell_timeout, log_output)
+        _finish(out, entry.path, profile, parameters, seconds)
+        print(f"    {entry.name}: ok in {seconds:.1f} s -> {out}", flush=True)
+        return seconds, None
+    except ToolingError as err:
+        print(f"    {entry.name}: FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+        return time.perf_counter() - t0, err
+
+
 def _load_timings(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -386,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true",
                     help="rerun chapters whose executed copy is already fresh (same source, "
                          "ganlib, requirements.txt and parameters)")
+    ap.add_argument("-j", "--jobs", type=int, default=1,
+                    help="chapters to run at once, each in its own kernel (default 1); every chapter "
+                         "pins torch to one CPU thread, so --jobs $(nproc) keeps every core busy")
     ap.add_argument("--list", action="store_true", help="list the chapters and their parameters")
     args = ap.parse_args(argv)
 
@@ -423,43 +441,68 @@ def main(argv: list[str] | None = None) -> int:
     timings_path = build_dir / "executed" / "timings.json"
     timings = _load_timings(timings_path)
     hardware = hardware_summary()
-    rows, failed, total = [], None, 0.0
+    rows, failed, total, started = [], None, 0.0, time.perf_counter()
+    jobs = max(1, min(args.jobs, len(chapters)))
     print(f"Running {len(chapters)} chapter(s) with profile {args.profile!r}, kernel {kernel!r}, "
-          f"parameters {parameters}", flush=True)
+          f"parameters {parameters}" + (f", {jobs} at a time" if jobs > 1 else ""), flush=True)
+    todo = []
     for i, c in enumerate(chapters, 1):
         out = executed_path(build_dir, c)
-        print(f"[{i}/{len(chapters)}] {c.name} ...", flush=True)
-        record = {"profile": args.profile, "parameters": parameters, "status": "failed",
-                  "wall_time_s": None, "finished_at": None, "hardware": hardware}
         stamp = None if args.force else fresh_stamp(out, c.path, parameters)
         if stamp:
-            print("    fresh (source, ganlib and pins unchanged since it ran), skipped; --force reruns it",
-                  flush=True)
+            print(f"[{i}/{len(chapters)}] {c.name}: fresh (source, ganlib and pins unchanged since it ran), "
+                  "skipped; --force reruns it", flush=True)
             previous = timings["chapters"].get(c.name, {})
-            record.update(status="ok", wall_time_s=stamp["wall_time_s"], finished_at=stamp.get("executed_at"),
-                          hardware=previous.get("hardware", hardware))
-            timings["chapters"][c.name] = record
+            timings["chapters"][c.name] = {
+                "profile": args.profile, "parameters": parameters, "status": "ok",
+                "wall_time_s": stamp["wall_time_s"], "finished_at": stamp.get("executed_at"),
+                "hardware": previous.get("hardware", hardware),
+                "parallel_jobs": previous.get("parallel_jobs", 1)}
             rows.append((c.name, args.profile, "fresh", f"{stamp['wall_time_s']:.1f} s"))
-            continue
-        t0 = time.perf_counter()
-        try:
-            seconds = run_one(c, out, parameters, kernel, cell_timeout, args.log_output)
-            _finish(out, c.path, args.profile, parameters, seconds)
-            record.update(status="ok", wall_time_s=round(seconds, 2))
-            print(f"    ok in {seconds:.1f} s -> {out}", flush=True)
-        except ToolingError as err:
-            seconds = time.perf_counter() - t0
-            record["wall_time_s"] = round(seconds, 2)
-            failed = err
-        record["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        else:
+            todo.append((i, c, out))
+
+    def record_of(c, seconds, ok):
+        record = {"profile": args.profile, "parameters": parameters, "status": "ok" if ok else "failed",
+                  "wall_time_s": round(seconds, 2),
+                  "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "hardware": hardware, "parallel_jobs": jobs}
         timings["chapters"][c.name] = record
-        total += seconds
         rows.append((c.name, args.profile, record["status"], f"{seconds:.1f} s"))
-        if failed:
-            break
+        return seconds
+
+    work = (args.profile, parameters, kernel, cell_timeout, args.log_output)
+    if jobs == 1:
+        for i, c, out in todo:
+            print(f"[{i}/{len(chapters)}] {c.name} ...", flush=True)
+            seconds, failed = _execute(c, out, *work)
+            total += record_of(c, seconds, failed is None)
+            if failed:
+                break
+    else:  # one process per chapter: every chapter pins torch to one CPU thread, so N cores run N chapters
+        import concurrent.futures as cf
+        import multiprocessing
+
+        with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {}
+            for i, c, out in todo:
+                print(f"[{i}/{len(chapters)}] {c.name}: queued", flush=True)
+                futures[pool.submit(_execute, c, out, *work)] = c
+            for future in cf.as_completed(futures):
+                c = futures[future]
+                if future.cancelled():
+                    continue
+                seconds, error = future.result()
+                total += record_of(c, seconds, error is None)
+                if error and not failed:
+                    failed = error
+                    for other in futures:  # let the running chapters finish, start no new one
+                        other.cancel()
     timings_path.parent.mkdir(parents=True, exist_ok=True)
     timings_path.write_text(json.dumps(timings, indent=1) + "\n")
     rows.append(("total (this run)", "", "", f"{total:.1f} s"))
+    if jobs > 1:
+        rows.append((f"wall clock ({jobs} at a time)", "", "", f"{time.perf_counter() - started:.1f} s"))
     print("\n" + _table(rows))
     print(f"timings: {timings_path}")
     if failed:

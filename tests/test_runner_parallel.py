@@ -1,0 +1,66 @@
+"""scripts/run_chapters.py --jobs: chapters run at the same time, each in its own kernel, and a
+failing chapter still fails the run. Starts real kernels on tiny notebooks (a few seconds)."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from test_book_tooling import _load, _notebook
+
+CHAPTER = """import json, time
+start = time.time()
+time.sleep(1.5)
+json.dump([start, time.time()], open(NAME + ".json", "w"))
+"""
+
+
+def _chapter(path, name, fail=False):
+    return _notebook(path / f"{name}.ipynb", [
+        nbformat.v4.new_code_cell('PROFILE = "book"\nSEED = 0', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(f"NAME = {name!r}\n" + CHAPTER
+                                  + ("raise ValueError('broken chapter')" if fail else "")),
+    ])
+
+
+@pytest.fixture
+def tiny_book(tmp_path, monkeypatch):
+    run_chapters = _load("run_chapters")
+    (tmp_path / "intro.md").write_text("# intro\n")
+    for name in ("a", "b"):
+        _chapter(tmp_path, name)
+    _chapter(tmp_path, "c", fail=True)
+    monkeypatch.setattr(run_chapters, "REPO", tmp_path)
+    return run_chapters, tmp_path
+
+
+def _toc(root, names):
+    root.joinpath("_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n" + "".join(f"- file: {n}\n" for n in names))
+
+
+def test_two_jobs_overlap_and_are_recorded(tiny_book):
+    run_chapters, root = tiny_book
+    _toc(root, ["a", "b"])
+    build = root / "_build"
+    assert run_chapters.main(["--jobs", "2", "--build-dir", str(build), "--profile", "smoke"]) == 0
+    spans = {n: json.loads((build / "executed" / f"{n}.json").read_text()) for n in ("a", "b")}
+    # both chapters were running at the same moment: each started before the other ended
+    assert spans["a"][0] < spans["b"][1] and spans["b"][0] < spans["a"][1]
+    timings = json.loads((build / "executed" / "timings.json").read_text())["chapters"]
+    assert {timings[n]["status"] for n in ("a", "b")} == {"ok"}
+    assert {timings[n]["parallel_jobs"] for n in ("a", "b")} == {2}
+    stamped = nbformat.read(str(build / "executed" / "a.ipynb"), as_version=4)
+    assert stamped.metadata["ganbook"]["status"] == "ok"
+
+
+def test_a_failing_chapter_fails_a_parallel_run(tiny_book, capsys):
+    run_chapters, root = tiny_book
+    _toc(root, ["a", "c"])
+    build = root / "_build"
+    assert run_chapters.main(["--jobs", "2", "--build-dir", str(build), "--profile", "smoke"]) == 1
+    err = capsys.readouterr().err
+    assert "c: cell" in err and "broken chapter" in err
+    timings = json.loads((build / "executed" / "timings.json").read_text())["chapters"]
+    assert timings["c"]["status"] == "failed" and timings["a"]["status"] == "ok"
