@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from ganlib.data import ring_of_gaussians
+from ganlib.data import TensorSource, ring_of_gaussians
 from ganlib.models import DCGANDiscriminator, MLPDiscriminator, MLPGenerator
 from ganlib.training import TrainConfig, Trainer
 from ganlib.training.packing import PackedDiscriminator, pack, unpack
@@ -83,10 +83,20 @@ def test_packing_errors_are_clear():
 
 @pytest.mark.parametrize("loss", ["ns", "minimax"])
 def test_plain_trainer_trains_a_packed_discriminator(loss):
+    # The base discriminator must see packs: 16 samples -> 8 rows of two different real samples side
+    # by side (consecutive draws), once per D step, and both players must learn through the packs.
     torch.manual_seed(0)
+    data = _labelled_vectors(64, 2) / 64
     G = MLPGenerator(hidden=8, depth=2)
-    D = PackedDiscriminator(MLPDiscriminator(in_dim=4, hidden=8, depth=2), 2)
+    base = MLPDiscriminator(in_dim=4, hidden=8, depth=2)
+    seen = []
+    base.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
     cfg = TrainConfig(steps=3, batch_size=16, loss=loss, progress=False, log_every=3)
-    before = [p.detach().clone() for p in D.parameters()]
-    Trainer(G, D, ring_of_gaussians(), cfg).fit()
-    assert all(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
+    before = [p.detach().clone() for p in (*base.parameters(), *G.parameters())]
+    Trainer(G, PackedDiscriminator(base, 2), TensorSource(data), cfg).fit()
+    assert all(not torch.equal(a, b) for a, b in zip(before, (*base.parameters(), *G.parameters())))
+    assert all(x.shape == (8, 4) for x in seen)
+    is_data_row = lambda halves: (halves[:, None, :] == data[None]).all(-1).any(-1)
+    real_packs = [x for x in seen if is_data_row(x[:, :2]).all() and is_data_row(x[:, 2:]).all()]
+    assert len(real_packs) == cfg.steps * cfg.n_critic
+    assert all((x[:, :2] != x[:, 2:]).any(-1).float().mean() > 0.5 for x in real_packs)
