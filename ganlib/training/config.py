@@ -113,9 +113,12 @@ def make_optimizer(params, config: TrainConfig, player: str) -> torch.optim.Opti
         raise ValueError(f"player must be 'd' or 'g', got {player!r}")
     lr = getattr(config, f"lr_{player}")
     capturable = bool(getattr(config, "cuda_graph", False))  # step counters on the device: no host sync
+    # foreach: one multi-tensor kernel per update op instead of a Python loop over parameters (PyTorch
+    # picks it only on CUDA by default; on the CPU it gives the same values, several times fewer calls)
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, capturable=capturable)
-    return torch.optim.Adam(params, lr=lr, betas=getattr(config, f"betas_{player}"), capturable=capturable)
+        return torch.optim.RMSprop(params, lr=lr, capturable=capturable, foreach=True)
+    return torch.optim.Adam(params, lr=lr, betas=getattr(config, f"betas_{player}"), capturable=capturable,
+                            foreach=True)
 
 
 def _grad_norm(params) -> torch.Tensor:
