@@ -230,7 +230,7 @@ COUNT_KEY = re.compile(r"n_(?!players$|critic$)\w+|\w*steps(_\w+)?|\w*seeds|\w+_
 KEPT_KEY = re.compile(r"lr(_\w+)?|\w*width\w*|\w*depth|\w*batch|\w*latent|\w*layers|\w*hidden|\w+_ks|\w+_ms"
                       r"|n_players|n_critic|wgan_(gp|ncritic)|grid_(players|ncritic)|fmap_\w+"
                       r"|num_codes|code_dim|dataset|image_size"
-                      r"|per_class|full_reference|ema|extra_lam|lot|packs|ring_std|student_div")
+                      r"|per_class|full_reference|ema|extra_lam|lot|packs|ring_std|student_div|relative_arm")
 
 
 def dry_preset(gpu: Mapping[str, Any], smoke: Mapping[str, Any]) -> dict[str, Any]:
