@@ -445,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     hardware = hardware_summary()
     rows, failed, total, started = [], None, 0.0, time.perf_counter()
     jobs = max(1, min(args.jobs, len(chapters)))
-    if jobs > 1:  # the kernels inherit these: numpy's BLAS and OpenMP must not spawn a thread per core
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # beside the other chapters
+    if jobs > 1:  # the kernels inherit these: beside other chapters, BLAS and OpenMP get one thread each
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
     print(f"Running {len(chapters)} chapter(s) with profile {args.profile!r}, kernel {kernel!r}, "
           f"parameters {parameters}" + (f", {jobs} at a time" if jobs > 1 else ""), flush=True)
