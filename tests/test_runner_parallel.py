@@ -64,3 +64,21 @@ def test_a_failing_chapter_fails_a_parallel_run(tiny_book, capsys):
     assert "c: cell" in err and "broken chapter" in err
     timings = json.loads((build / "executed" / "timings.json").read_text())["chapters"]
     assert timings["c"]["status"] == "failed" and timings["a"]["status"] == "ok"
+
+
+def test_kernels_keep_freed_memory(tiny_book, monkeypatch):
+    """The kernels start with glibc told to keep freed memory (see KEEP_FREED_MEMORY); a value the
+    caller set already wins."""
+    run_chapters, root = tiny_book
+    for var in run_chapters.KEEP_FREED_MEMORY:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    _notebook(root / "env.ipynb", [
+        nbformat.v4.new_code_cell('PROFILE = "book"\nSEED = 0', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import json, os\njson.dump({k: os.environ.get(k) for k in "
+                                  f"{sorted(run_chapters.KEEP_FREED_MEMORY)!r}}}, open('env.json', 'w'))")])
+    _toc(root, ["env"])
+    build = root / "_build"
+    assert run_chapters.main(["--build-dir", str(build), "--profile", "smoke"]) == 0
+    seen = json.loads((build / "executed" / "env.json").read_text())
+    assert seen == {**run_chapters.KEEP_FREED_MEMORY, "MALLOC_TRIM_THRESHOLD_": "12345"}
