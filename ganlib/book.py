@@ -163,14 +163,22 @@ def _auto_device() -> torch.device:
     return torch.device("cpu")
 
 
-def device(prefer: str | torch.device | None = None, verbose: bool = True) -> torch.device:
+def device(prefer: str | torch.device | None = None, verbose: bool = True,
+           cpu_threads: int | None = 1) -> torch.device:
     """The device a chapter runs on: CUDA if present, else Apple MPS, else the CPU.
 
     ``prefer`` forces one (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); a requested device
     that is not available raises RuntimeError saying what to do. When ``prefer`` is None the
     environment variable ``GANLIB_DEVICE`` may force one (e.g. ``GANLIB_DEVICE=cpu`` to run a
     chapter on the CPU of a GPU machine). With ``verbose`` it prints :func:`hardware_summary`.
+
+    On the CPU, torch is set to ``cpu_threads`` threads (``None`` leaves it): the book's networks
+    are small, so a second thread mostly waits on the first, and ``make book`` runs one chapter
+    per core.
     """
+    if cpu_threads is not None and (not isinstance(cpu_threads, int) or isinstance(cpu_threads, bool)
+                                    or cpu_threads < 1):
+        raise ValueError(f"cpu_threads must be a positive integer or None, got {cpu_threads!r}")
     if prefer is None:
         prefer = os.environ.get("GANLIB_DEVICE") or None
     if prefer is None or prefer == "auto":
@@ -197,6 +205,8 @@ def device(prefer: str | torch.device | None = None, verbose: bool = True) -> to
                                    "machine; call device() to pick what is available, or device('cpu').")
         elif dev.type != "cpu":
             raise ValueError(f"unsupported device {prefer!r}: use None (automatic), 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if dev.type == "cpu" and cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
     if verbose:
         print(f"Running on {hardware_summary(dev)}")
     return dev

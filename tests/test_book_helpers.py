@@ -51,6 +51,26 @@ def test_device_falls_back_to_cpu_and_prints_hardware(no_accelerator, capsys):
     assert out.startswith("Running on CPU:") and torch.__version__ in out
 
 
+def test_device_sets_cpu_threads_only_on_the_cpu(no_accelerator, monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        book.device("cpu", verbose=False)  # the default: one thread
+        assert torch.get_num_threads() == 1
+        book.device("cpu", verbose=False, cpu_threads=2)
+        assert torch.get_num_threads() == 2
+        book.device("cpu", verbose=False, cpu_threads=None)  # left as it is
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        book.device("cuda", verbose=False)  # a GPU run keeps the host's threads
+        assert torch.get_num_threads() == 2
+        for bad in (0, -1, 1.5, "1", True):
+            with pytest.raises(ValueError, match="cpu_threads must be a positive integer"):
+                book.device("cpu", verbose=False, cpu_threads=bad)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_device_prefers_cuda_when_present(monkeypatch):
     monkeypatch.delenv("GANLIB_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
