@@ -141,7 +141,9 @@ def hardware_summary(device: torch.device | str | None = None, torch_version: bo
 
     ``device`` defaults to the one :func:`device` would choose. Examples:
     ``"NVIDIA A100-SXM4-40GB (39.4 GiB), torch 2.5.1+cu121"`` or
-    ``"CPU: Intel(R) Xeon(R) CPU @ 2.20GHz (2 logical CPUs), torch 2.13.0+cpu"``.
+    ``"CPU: Intel(R) Xeon(R) CPU @ 2.20GHz (2 logical CPUs, AVX512 kernels), torch 2.13.0+cpu"``.
+    On the CPU it names the vector kernels torch uses (``torch.backends.cpu.get_cpu_capability``):
+    they round differently, so the same seeds give different numbers with AVX2 and AVX512.
     """
     dev = torch.device(device) if device is not None else _auto_device()
     if dev.type == "cuda":
@@ -151,7 +153,7 @@ def hardware_summary(device: torch.device | str | None = None, torch_version: bo
     elif dev.type == "mps":
         text = f"Apple GPU via MPS ({platform.machine()})"
     else:
-        text = f"CPU: {_cpu_model()} ({_n_cpus()} logical CPUs)"
+        text = f"CPU: {_cpu_model()} ({_n_cpus()} logical CPUs, {torch.backends.cpu.get_cpu_capability()} kernels)"
     return f"{text}, torch {torch.__version__}" if torch_version else text
 
 

@@ -106,6 +106,7 @@ def test_device_environment_override(no_accelerator, monkeypatch):
 def test_hardware_summary_names_cpu_cores_and_torch(no_accelerator):
     text = book.hardware_summary("cpu")
     assert text.startswith("CPU: ") and "logical CPUs" in text and text.endswith(f"torch {torch.__version__}")
+    assert f"{torch.backends.cpu.get_cpu_capability()} kernels)" in text  # the rounding depends on them
     assert "torch" not in book.hardware_summary("cpu", torch_version=False)
 
 
