@@ -440,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         # the kernel inherits it: the live monitor draws one static figure and progress bars stay off,
         # since the executed copies become static pages
         os.environ.setdefault("GANLIB_STATIC", "1")
-        os.environ.update({var: value for var, value in KEEP_FREED_MEMORY.items() if var not in os.environ})
+        for var, value in KEEP_FREED_MEMORY.items():  # a value the caller set wins, as for GANLIB_STATIC
+            os.environ.setdefault(var, value)
     except ToolingError as err:
         print(f"run_chapters: error: {err}", file=sys.stderr)
         return 2
