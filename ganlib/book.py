@@ -165,8 +165,20 @@ def _auto_device() -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_budget() -> int:
+    """How many CPU cores a chapter may use: ``GANLIB_CPUS`` if set (``scripts/run_chapters.py``
+    sets it to 1 for a chapter that runs beside others, and to every core for one that runs
+    alone), else every core this process may use."""
+    value = os.environ.get("GANLIB_CPUS", "").strip()
+    if not value:
+        return _n_cpus()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"GANLIB_CPUS must be a positive integer, got {value!r}; unset it to use every core")
+    return int(value)
+
+
 def device(prefer: str | torch.device | None = None, verbose: bool = True,
-           cpu_threads: int | None = 1) -> torch.device:
+           cpu_threads: int | str | None = 1) -> torch.device:
     """The device a chapter runs on: CUDA if present, else Apple MPS, else the CPU.
 
     ``prefer`` forces one (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); a requested device
@@ -174,13 +186,15 @@ def device(prefer: str | torch.device | None = None, verbose: bool = True,
     environment variable ``GANLIB_DEVICE`` may force one (e.g. ``GANLIB_DEVICE=cpu`` to run a
     chapter on the CPU of a GPU machine). With ``verbose`` it prints :func:`hardware_summary`.
 
-    On the CPU, torch is set to ``cpu_threads`` threads (``None`` leaves it): the book's networks
-    are small, so a second thread mostly waits on the first, and ``make book`` runs one chapter
-    per core.
+    On the CPU, torch is set to ``cpu_threads`` threads (``None`` leaves it, ``"all"`` takes
+    :func:`cpu_budget`): the book's networks are small, so a second thread mostly waits on the
+    first; a chapter that has several cores to itself uses them through :func:`map_processes`.
     """
+    if cpu_threads == "all":
+        cpu_threads = cpu_budget()
     if cpu_threads is not None and (not isinstance(cpu_threads, int) or isinstance(cpu_threads, bool)
                                     or cpu_threads < 1):
-        raise ValueError(f"cpu_threads must be a positive integer or None, got {cpu_threads!r}")
+        raise ValueError(f"cpu_threads must be a positive integer, 'all' or None, got {cpu_threads!r}")
     if prefer is None:
         prefer = os.environ.get("GANLIB_DEVICE") or None
     if prefer is None or prefer == "auto":
@@ -215,6 +229,51 @@ def device(prefer: str | torch.device | None = None, verbose: bool = True,
 
 
 # --- profiles ------------------------------------------------------------------------------------
+_TASKS: tuple[Callable, list] | None = None  # what the forked workers of map_processes run
+
+
+def _run_task(index: int):
+    fn, items = _TASKS
+    return fn(items[index])
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def map_processes(fn: Callable, items, device: torch.device | str = "cpu", workers: int | None = None) -> list:
+    """``[fn(item) for item in items]``, spread over worker processes on a multi-core CPU.
+
+    Independent runs (one seed, one condition) are the one thing that uses a second core well:
+    the book's networks are too small for a second torch thread to pay. Each worker is a fork of
+    this process with one torch thread, so ``fn`` may be a function defined in a notebook; the
+    results (tensors, modules) come back pickled, in the order of ``items``. ``fn`` must seed
+    itself from its item: then every result equals the serial one, whatever process ran it.
+
+    ``workers`` defaults to :func:`cpu_budget`. It runs serially, in this process, on a GPU (one
+    device is not shared by forks), with one worker or one item, and where ``fork`` is
+    unavailable (Windows, and macOS, where forking after torch has started is unsafe)."""
+    import multiprocessing
+
+    global _TASKS
+    items = list(items)
+    workers = cpu_budget() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    serial = (torch.device(device).type != "cpu" or workers == 1 or len(items) < 2
+              or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods())
+    if serial:
+        return [fn(item) for item in items]
+    if _TASKS is not None:
+        raise RuntimeError("map_processes does not nest: call it from the main process only")
+    _TASKS = (fn, items)
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(items)), initializer=_one_thread) as pool:
+            return pool.map(_run_task, range(len(items)), chunksize=1)
+    finally:
+        _TASKS = None
+
+
 def _show(text: str, html: str | None = None) -> None:
     """Display ``html`` (with ``text`` as plain fallback) in a notebook, else print ``text``."""
     if _ipython_shell() is None:

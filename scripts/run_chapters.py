@@ -374,6 +374,16 @@ def _execute(entry: TocEntry, out: Path, profile: str, parameters: dict, kernel:
         return time.perf_counter() - t0, err
 
 
+def uses_every_core(entry: TocEntry) -> bool:
+    """A chapter whose notebook metadata says ``"ganlib": {"cores": "all"}`` spreads its independent
+    runs over every core (``ganlib.book.map_processes``): with ``--jobs`` it runs alone, after the
+    chapters that share the cores, so that each of its workers has a core of its own."""
+    import nbformat
+
+    nb = nbformat.read(str(entry.path), as_version=4)
+    return nb.metadata.get("ganlib", {}).get("cores") == "all"
+
+
 def _load_timings(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -455,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     if jobs > 1:  # the kernels inherit these: beside other chapters, BLAS and OpenMP get one thread each
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
+    cores_set = os.environ.get("GANLIB_CPUS")  # a value the caller set wins
     print(f"Running {len(chapters)} chapter(s) with profile {args.profile!r}, kernel {kernel!r}, "
           f"parameters {parameters}" + (f", {jobs} at a time" if jobs > 1 else ""), flush=True)
     todo = []
@@ -474,11 +485,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             todo.append((i, c, out))
 
-    def record_of(c, seconds, ok):
+    alone = [t for t in todo if uses_every_core(t[1])] if jobs > 1 else []
+    todo = [t for t in todo if t not in alone]
+
+    def record_of(c, seconds, ok, parallel_jobs=jobs):
         record = {"profile": args.profile, "parameters": parameters, "status": "ok" if ok else "failed",
                   "wall_time_s": round(seconds, 2),
                   "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  "hardware": hardware, "parallel_jobs": jobs}
+                  "hardware": hardware, "parallel_jobs": parallel_jobs}
         timings["chapters"][c.name] = record
         rows.append((c.name, args.profile, record["status"], f"{seconds:.1f} s"))
         return seconds
@@ -491,10 +505,11 @@ def main(argv: list[str] | None = None) -> int:
             total += record_of(c, seconds, failed is None)
             if failed:
                 break
-    else:  # one process per chapter: every chapter pins torch to one CPU thread, so N cores run N chapters
+    elif todo:  # one process per chapter: every chapter pins torch to one CPU thread, so N cores run N chapters
         import concurrent.futures as cf
         import multiprocessing
 
+        os.environ["GANLIB_CPUS"] = cores_set or "1"  # beside other chapters, a chapter has one core
         with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = {}
             for i, c, out in todo:
@@ -510,6 +525,14 @@ def main(argv: list[str] | None = None) -> int:
                     failed = error
                     for other in futures:  # let the running chapters finish, start no new one
                         other.cancel()
+    if cores_set is None:
+        os.environ.pop("GANLIB_CPUS", None)  # alone, a chapter may use every core
+    for i, c, out in alone if not failed else []:
+        print(f"[{i}/{len(chapters)}] {c.name} (alone: it uses every core) ...", flush=True)
+        seconds, failed = _execute(c, out, *work)
+        total += record_of(c, seconds, failed is None, parallel_jobs=1)
+        if failed:
+            break
     timings_path.parent.mkdir(parents=True, exist_ok=True)
     timings_path.write_text(json.dumps(timings, indent=1) + "\n")
     rows.append(("total (this run)", "", "", f"{total:.1f} s"))

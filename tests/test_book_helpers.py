@@ -71,6 +71,75 @@ def test_device_sets_cpu_threads_only_on_the_cpu(no_accelerator, monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_cpu_budget_reads_ganlib_cpus(monkeypatch):
+    monkeypatch.setenv("GANLIB_CPUS", "3")
+    assert book.cpu_budget() == 3
+    monkeypatch.delenv("GANLIB_CPUS")
+    assert book.cpu_budget() == book._n_cpus() >= 1
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv("GANLIB_CPUS", bad)
+        with pytest.raises(ValueError, match="GANLIB_CPUS must be a positive integer"):
+            book.cpu_budget()
+
+
+def test_device_all_threads_takes_the_cpu_budget(no_accelerator, monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("GANLIB_CPUS", "2")
+        book.device("cpu", verbose=False, cpu_threads="all")
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="'all' or None"):
+            book.device("cpu", verbose=False, cpu_threads="every")
+    finally:
+        torch.set_num_threads(before)
+
+
+def _seeded_draw(seed):
+    """A run that seeds itself: its result depends on the seed only."""
+    torch.manual_seed(seed)
+    net = torch.nn.Linear(3, 2)
+    return os.getpid(), torch.get_num_threads(), net, net(torch.randn(4, 3)).detach()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="map_processes forks only on Linux")
+def test_map_processes_matches_the_serial_run_in_other_processes():
+    seeds = [5, 1, 4, 2, 3]
+    spread = book.map_processes(_seeded_draw, seeds, workers=2)
+    serial = [_seeded_draw(s) for s in seeds]
+    pids = {pid for pid, *_ in spread}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # forked workers did the work
+    assert {threads for _, threads, *_ in spread} == {1}  # one torch thread per worker
+    for (_, _, net_a, y_a), (_, _, net_b, y_b) in zip(spread, serial, strict=True):  # in order
+        torch.testing.assert_close(net_a.weight, net_b.weight, rtol=0, atol=0)
+        torch.testing.assert_close(y_a, y_b, rtol=0, atol=0)
+
+
+def test_map_processes_runs_serially_where_it_should(monkeypatch):
+    here = os.getpid()
+    assert {r[0] for r in book.map_processes(_seeded_draw, [1, 2], workers=1)} == {here}
+    assert {r[0] for r in book.map_processes(_seeded_draw, [1, 2], device="cuda", workers=2)} == {here}
+    assert {r[0] for r in book.map_processes(_seeded_draw, [7], workers=2)} == {here}  # one item
+    monkeypatch.setenv("GANLIB_CPUS", "1")  # what run_chapters gives a chapter beside others
+    assert {r[0] for r in book.map_processes(_seeded_draw, [1, 2])} == {here}
+    assert book.map_processes(_seeded_draw, []) == []
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a positive integer"):
+            book.map_processes(_seeded_draw, [1, 2], workers=bad)
+
+
+def _fails_on_three(x):
+    if x == 3:
+        raise ValueError("item three is bad")
+    return x
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="map_processes forks only on Linux")
+def test_map_processes_raises_a_workers_error_and_can_run_again():
+    with pytest.raises(ValueError, match="item three is bad"):
+        book.map_processes(_fails_on_three, [1, 2, 3, 4], workers=2)
+    assert book.map_processes(_fails_on_three, [1, 2], workers=2) == [1, 2]
+
+
 def test_device_prefers_cuda_when_present(monkeypatch):
     monkeypatch.delenv("GANLIB_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -82,3 +82,27 @@ def test_kernels_keep_freed_memory(tiny_book, monkeypatch):
     assert run_chapters.main(["--build-dir", str(build), "--profile", "smoke"]) == 0
     seen = json.loads((build / "executed" / "env.json").read_text())
     assert seen == {**run_chapters.KEEP_FREED_MEMORY, "MALLOC_TRIM_THRESHOLD_": "12345"}
+
+
+def test_a_chapter_that_uses_every_core_runs_alone_after_the_others(tiny_book, monkeypatch):
+    """With --jobs, chapters share the cores (GANLIB_CPUS=1 each); one whose notebook metadata says
+    ``"ganlib": {"cores": "all"}`` runs after them, alone, with GANLIB_CPUS unset (every core)."""
+    run_chapters, root = tiny_book
+    monkeypatch.delenv("GANLIB_CPUS", raising=False)
+    record = ("import json, os, time\nstart = time.time()\ntime.sleep(1.0)\n"
+              "json.dump([start, time.time(), os.environ.get('GANLIB_CPUS')], open(NAME + '.json', 'w'))")
+    for name in ("a", "b", "x"):
+        _notebook(root / f"{name}.ipynb", [
+            nbformat.v4.new_code_cell('PROFILE = "book"\nSEED = 0', metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(f"NAME = {name!r}\n" + record)])
+    nb = nbformat.read(str(root / "x.ipynb"), as_version=4)
+    nb.metadata["ganlib"] = {"cores": "all"}
+    nbformat.write(nb, str(root / "x.ipynb"))
+    _toc(root, ["x", "a", "b"])
+    build = root / "_build"
+    assert run_chapters.main(["--jobs", "2", "--build-dir", str(build), "--profile", "smoke"]) == 0
+    seen = {n: json.loads((build / "executed" / f"{n}.json").read_text()) for n in ("a", "b", "x")}
+    assert seen["a"][2] == seen["b"][2] == "1" and seen["x"][2] is None
+    assert seen["x"][0] >= max(seen["a"][1], seen["b"][1])  # x started after both had ended
+    timings = json.loads((build / "executed" / "timings.json").read_text())["chapters"]
+    assert timings["x"]["parallel_jobs"] == 1 and timings["a"]["parallel_jobs"] == 2
