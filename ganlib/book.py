@@ -252,7 +252,10 @@ def map_processes(fn: Callable, items, device: torch.device | str = "cpu", worke
 
     ``workers`` defaults to :func:`cpu_budget`. It runs serially, in this process, on a GPU (one
     device is not shared by forks), with one worker or one item, and where ``fork`` is
-    unavailable (Windows, and macOS, where forking after torch has started is unsafe)."""
+    unavailable (Windows, and macOS, where forking after torch has started is unsafe).
+
+    The one-machine counterpart of :func:`ganlib.training.distributed.sweep`, which splits jobs
+    over ``torchrun`` ranks; here every job is a whole run, so no vmapped batch changes shape."""
     import multiprocessing
 
     global _TASKS

@@ -143,14 +143,18 @@ def timings_markdown(build_dir: Path, entries) -> str:
             continue
         hardware = rec.get("hardware") or hardware
         gpu = (rec.get("hardware") or {}).get("gpu") or "none (CPU only)"
-        rows.append(f"| {Path(e.name).name} | `{rec['profile']}` | {rec['wall_time_s']:.0f} s | {gpu} |")
+        rows.append(f"| {Path(e.name).name} | `{rec['profile']}` | {rec['wall_time_s']:.0f} s | "
+                    f"{rec.get('cores', 1)} | {gpu} |")
     if not rows:
         return "*(No measured run times: this build has no timings.json.)*\n"
     hw = hardware or {}
     head = (f"Measured by `scripts/run_chapters.py` for this build on {hw.get('cpus', '?')} CPU core(s)"
             f"{' (' + hw['cpu'] + ')' if hw.get('cpu') else ''}, Python {hw.get('python', '?')}, "
-            f"torch {hw.get('torch', '?')}:\n\n")
-    return head + "| chapter | profile | wall time | GPU |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+            f"torch {hw.get('torch', '?')}. *Cores*: how many the chapter had to itself (one when it ran "
+            f"beside another chapter; a chapter that spreads its independent runs over processes, "
+            f"`book.map_processes`, ran alone on all of them):\n\n")
+    return (head + "| chapter | profile | wall time | cores | GPU |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
 
 
 def stage(build_dir: Path, allow_stale: bool = False) -> tuple[Path, str]:

@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 "profile": args.profile, "parameters": parameters, "status": "ok",
                 "wall_time_s": stamp["wall_time_s"], "finished_at": stamp.get("executed_at"),
                 "hardware": previous.get("hardware", hardware),
-                "parallel_jobs": previous.get("parallel_jobs", 1)}
+                "parallel_jobs": previous.get("parallel_jobs", 1), "cores": previous.get("cores", 1)}
             rows.append((c.name, args.profile, "fresh", f"{stamp['wall_time_s']:.1f} s"))
         else:
             todo.append((i, c, out))
@@ -488,11 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     alone = [t for t in todo if uses_every_core(t[1])] if jobs > 1 else []
     todo = [t for t in todo if t not in alone]
 
-    def record_of(c, seconds, ok, parallel_jobs=jobs):
+    every_core = int(cores_set) if cores_set and cores_set.isdigit() else (os.cpu_count() or 1)
+
+    def record_of(c, seconds, ok, parallel_jobs=jobs, cores=None):
         record = {"profile": args.profile, "parameters": parameters, "status": "ok" if ok else "failed",
                   "wall_time_s": round(seconds, 2),
                   "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  "hardware": hardware, "parallel_jobs": parallel_jobs}
+                  "hardware": hardware, "parallel_jobs": parallel_jobs,
+                  "cores": cores or (every_core if parallel_jobs == 1 and uses_every_core(c) else 1)}
         timings["chapters"][c.name] = record
         rows.append((c.name, args.profile, record["status"], f"{seconds:.1f} s"))
         return seconds
@@ -530,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, c, out in alone if not failed else []:
         print(f"[{i}/{len(chapters)}] {c.name} (alone: it uses every core) ...", flush=True)
         seconds, failed = _execute(c, out, *work)
-        total += record_of(c, seconds, failed is None, parallel_jobs=1)
+        total += record_of(c, seconds, failed is None, parallel_jobs=1, cores=every_core)
         if failed:
             break
     timings_path.parent.mkdir(parents=True, exist_ok=True)
