@@ -228,7 +228,6 @@ def device(prefer: str | torch.device | None = None, verbose: bool = True,
     return dev
 
 
-# --- profiles ------------------------------------------------------------------------------------
 _TASKS: tuple[Callable, list] | None = None  # what the forked workers of map_processes run
 
 
@@ -241,6 +240,21 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def process_count(n_items: int, device: torch.device | str = "cpu", workers: int | None = None) -> int:
+    """How many processes :func:`map_processes` runs ``n_items`` on: ``workers`` (default
+    :func:`cpu_budget`) at most, one per item, and 1 (serially, in this process) on a GPU or where
+    ``fork`` is unavailable. A chapter prints it beside its timings."""
+    import multiprocessing
+
+    workers = cpu_budget() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    if (torch.device(device).type != "cpu" or sys.platform != "linux"
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        return 1
+    return max(1, min(workers, n_items))
+
+
 def map_processes(fn: Callable, items, device: torch.device | str = "cpu", workers: int | None = None) -> list:
     """``[fn(item) for item in items]``, spread over worker processes on a multi-core CPU.
 
@@ -250,7 +264,7 @@ def map_processes(fn: Callable, items, device: torch.device | str = "cpu", worke
     results (tensors, modules) come back pickled, in the order of ``items``. ``fn`` must seed
     itself from its item: then every result equals the serial one, whatever process ran it.
 
-    ``workers`` defaults to :func:`cpu_budget`. It runs serially, in this process, on a GPU (one
+    :func:`process_count` says how many processes: serially, in this process, on a GPU (one
     device is not shared by forks), with one worker or one item, and where ``fork`` is
     unavailable (Windows, and macOS, where forking after torch has started is unsafe).
 
@@ -260,23 +274,20 @@ def map_processes(fn: Callable, items, device: torch.device | str = "cpu", worke
 
     global _TASKS
     items = list(items)
-    workers = cpu_budget() if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
-    serial = (torch.device(device).type != "cpu" or workers == 1 or len(items) < 2
-              or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods())
-    if serial:
+    processes = process_count(len(items), device, workers)
+    if processes == 1:
         return [fn(item) for item in items]
     if _TASKS is not None:
         raise RuntimeError("map_processes does not nest: call it from the main process only")
     _TASKS = (fn, items)
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(items)), initializer=_one_thread) as pool:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread) as pool:
             return pool.map(_run_task, range(len(items)), chunksize=1)
     finally:
         _TASKS = None
 
 
+# --- profiles ------------------------------------------------------------------------------------
 def _show(text: str, html: str | None = None) -> None:
     """Display ``html`` (with ``text`` as plain fallback) in a notebook, else print ``text``."""
     if _ipython_shell() is None:

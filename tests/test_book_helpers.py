@@ -114,6 +114,18 @@ def test_map_processes_matches_the_serial_run_in_other_processes():
         torch.testing.assert_close(y_a, y_b, rtol=0, atol=0)
 
 
+def test_process_count_is_one_per_item_up_to_the_budget_and_one_off_the_cpu(monkeypatch):
+    monkeypatch.setenv("GANLIB_CPUS", "3")
+    on_linux = sys.platform == "linux"
+    assert book.process_count(10) == (3 if on_linux else 1)
+    assert book.process_count(2) == (2 if on_linux else 1)
+    assert book.process_count(10, workers=4) == (4 if on_linux else 1)
+    assert book.process_count(1) == book.process_count(0) == 1
+    assert book.process_count(10, device="cuda") == 1
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        book.process_count(10, workers=0)
+
+
 def test_map_processes_runs_serially_where_it_should(monkeypatch):
     here = os.getpid()
     assert {r[0] for r in book.map_processes(_seeded_draw, [1, 2], workers=1)} == {here}
