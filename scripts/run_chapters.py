@@ -485,17 +485,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             todo.append((i, c, out))
 
-    alone = [t for t in todo if uses_every_core(t[1])] if jobs > 1 else []
+    spreads = {c.name for _, c, _ in todo if uses_every_core(c)}  # each notebook read once
+    alone = [t for t in todo if t[1].name in spreads] if jobs > 1 else []
     todo = [t for t in todo if t not in alone]
+    # what ganlib.book.cpu_budget() gives a chapter that runs alone (this script does not import torch)
+    if cores_set and cores_set.isdigit():
+        every_core = int(cores_set)
+    elif hasattr(os, "sched_getaffinity"):
+        every_core = len(os.sched_getaffinity(0))
+    else:
+        every_core = os.cpu_count() or 1
 
-    every_core = int(cores_set) if cores_set and cores_set.isdigit() else (os.cpu_count() or 1)
-
-    def record_of(c, seconds, ok, parallel_jobs=jobs, cores=None):
+    def record_of(c, seconds, ok, parallel_jobs=jobs):
         record = {"profile": args.profile, "parameters": parameters, "status": "ok" if ok else "failed",
                   "wall_time_s": round(seconds, 2),
                   "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "hardware": hardware, "parallel_jobs": parallel_jobs,
-                  "cores": cores or (every_core if parallel_jobs == 1 and uses_every_core(c) else 1)}
+                  "cores": every_core if parallel_jobs == 1 and c.name in spreads else 1}
         timings["chapters"][c.name] = record
         rows.append((c.name, args.profile, record["status"], f"{seconds:.1f} s"))
         return seconds
@@ -533,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, c, out in alone if not failed else []:
         print(f"[{i}/{len(chapters)}] {c.name} (alone: it uses every core) ...", flush=True)
         seconds, failed = _execute(c, out, *work)
-        total += record_of(c, seconds, failed is None, parallel_jobs=1, cores=every_core)
+        total += record_of(c, seconds, failed is None, parallel_jobs=1)
         if failed:
             break
     timings_path.parent.mkdir(parents=True, exist_ok=True)
