@@ -16,6 +16,7 @@ BUILD := _build
 TEST_BUILD := _build/test
 # chapters executed at once (each in its own kernel, torch pinned to one CPU thread): one per core;
 # a chapter marked "ganlib": {"cores": "all"} (book.map_processes) runs alone, on every core
+# the others start longest first (last build's times, else the notebook's "book_seconds" hint)
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 REQ_HASH := $(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)

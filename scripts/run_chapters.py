@@ -374,14 +374,35 @@ def _execute(entry: TocEntry, out: Path, profile: str, parameters: dict, kernel:
         return time.perf_counter() - t0, err
 
 
-def uses_every_core(entry: TocEntry) -> bool:
-    """A chapter whose notebook metadata says ``"ganlib": {"cores": "all"}`` spreads its independent
-    runs over every core (``ganlib.book.map_processes``): with ``--jobs`` it runs alone, after the
-    chapters that share the cores, so that each of its workers has a core of its own."""
+def chapter_marks(entry: TocEntry) -> dict:
+    """What a notebook's metadata tells the scheduler (``"ganlib": {...}``):
+
+    - ``"cores": "all"``: the chapter spreads its independent runs over every core
+      (``ganlib.book.map_processes``); with ``--jobs`` it runs alone, after the chapters that share
+      the cores, so that each of its workers has a core of its own.
+    - ``"book_seconds"``: about how long its ``book`` profile takes on one core (the 2-core EPYC of
+      the course page); only a scheduling hint: chapters that share the cores start longest first,
+      so that no long one starts last while the other cores idle.
+    """
     import nbformat
 
-    nb = nbformat.read(str(entry.path), as_version=4)
-    return nb.metadata.get("ganlib", {}).get("cores") == "all"
+    return dict(nbformat.read(str(entry.path), as_version=4).metadata.get("ganlib", {}))
+
+
+def longest_first(todo: list, marks: dict, timings: dict, profile: str) -> list:
+    """``todo`` ([(i, entry, out)]) ordered by expected run time, longest first (LPT scheduling):
+    the time this profile took in the build's last run where there is one, else the notebook's
+    ``book_seconds`` hint for the ``book`` profile; chapters with neither keep their ``_toc.yml``
+    order, after the others."""
+    def expected(item):
+        name = item[1].name
+        last = timings["chapters"].get(name, {})
+        if last.get("profile") == profile and last.get("status") == "ok":
+            return float(last["wall_time_s"])
+        hint = marks[name].get("book_seconds")
+        return float(hint) if profile == "book" and hint is not None else -1.0
+
+    return sorted(todo, key=expected, reverse=True)  # sorted is stable: ties keep the toc order
 
 
 def _load_timings(path: Path) -> dict:
@@ -485,9 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             todo.append((i, c, out))
 
-    spreads = {c.name for _, c, _ in todo if uses_every_core(c)}  # each notebook read once
+    marks = {c.name: chapter_marks(c) for _, c, _ in todo}  # each notebook read once
+    spreads = {name for name, m in marks.items() if m.get("cores") == "all"}
     alone = [t for t in todo if t[1].name in spreads] if jobs > 1 else []
     todo = [t for t in todo if t not in alone]
+    if jobs > 1:
+        todo = longest_first(todo, marks, timings, args.profile)
     # what ganlib.book.cpu_budget() gives a chapter that runs alone (this script does not import torch)
     if cores_set and cores_set.isdigit():
         every_core = int(cores_set)
@@ -522,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = {}
             for i, c, out in todo:
-                print(f"[{i}/{len(chapters)}] {c.name}: queued", flush=True)
+                print(f"[{i}/{len(chapters)}] {c.name}: queued", flush=True)  # started in this order
                 futures[pool.submit(_execute, c, out, *work)] = c
             for future in cf.as_completed(futures):
                 c = futures[future]

@@ -108,3 +108,22 @@ def test_a_chapter_that_uses_every_core_runs_alone_after_the_others(tiny_book, m
     timings = json.loads((build / "executed" / "timings.json").read_text())["chapters"]
     assert timings["x"]["parallel_jobs"] == 1 and timings["a"]["parallel_jobs"] == 2
     assert timings["x"]["cores"] == len(os.sched_getaffinity(0)) and timings["a"]["cores"] == 1
+
+
+def test_shared_chapters_start_longest_first(tiny_book):
+    """LPT order for the chapters that share the cores: the build's last time for this profile
+    first, else the notebook's ``book_seconds`` hint (book profile only); chapters with neither keep
+    their toc order, last."""
+    run_chapters, root = tiny_book
+    entry = lambda name: run_chapters.TocEntry(name, root / f"{name}.ipynb", None)
+    todo = [(i, entry(n), None) for i, n in enumerate(["a", "b", "c", "d", "e"], 1)]
+    marks = {"a": {"book_seconds": 10}, "b": {"book_seconds": 300}, "c": {}, "d": {"book_seconds": 40},
+             "e": {}}
+    timings = {"chapters": {
+        "d": {"profile": "book", "status": "ok", "wall_time_s": 500.0},   # measured: beats its hint
+        "a": {"profile": "book", "status": "failed", "wall_time_s": 900.0},  # a failed run: not a time
+        "e": {"profile": "smoke", "status": "ok", "wall_time_s": 20.0}}}   # another profile's time
+    order = lambda profile: [t[1].name for t in run_chapters.longest_first(todo, marks, timings, profile)]
+    assert order("book") == ["d", "b", "a", "c", "e"]
+    assert order("smoke") == ["e", "a", "b", "c", "d"]  # only e has a smoke time; the rest keep toc order
+    assert run_chapters.chapter_marks(entry("a")) == {}
