@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -265,13 +265,20 @@ def digits_fid_per_model(samples: torch.Tensor, real_features: torch.Tensor | No
 @dataclass
 class Experiment:
     """The result of :func:`run_arms`: the trained population, samples and scores by arm
-    (``scores[arm][metric]`` is ``Tensor[seeds]``, in ``seeds`` order), and training seconds."""
+    (``scores[arm][metric]`` is ``Tensor[seeds]``, in ``seeds`` order), training seconds and the
+    generator steps the population took."""
 
     population: object
     seeds: list
     samples: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
     seconds: float = 0.0
+    steps: int = 0
+
+    def without_population(self) -> "Experiment":
+        """A copy without the population, which does not pickle (its closures and parametrized
+        modules): what a :func:`ganlib.book.map_processes` worker sends back."""
+        return replace(self, population=None)
 
     def table(self, metrics: Sequence[str] | None = None, baseline: str | None = None, digits: int = 2) -> Markdown:
         """One row per arm: ``mean ± s.e.`` of every metric over seeds and, with ``baseline``, the
@@ -312,7 +319,7 @@ def run_arms(make_generator: Callable, make_discriminator: Callable, source, con
     samples = pop.samples(n_samples, seed=sample_seed, ema=ema)
     scored = {arm: {name: torch.as_tensor(fn(x)).flatten().cpu() for name, fn in (scores or {}).items()}
               for arm, x in samples.items()}
-    return Experiment(pop, seeds, samples, scored, seconds)
+    return Experiment(pop, seeds, samples, scored, seconds, pop.step)
 
 
 @dataclass(frozen=True)

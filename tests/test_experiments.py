@@ -1,6 +1,7 @@
 """ganlib.experiments: statistics by hand, tables, the arms x seeds harness, per-model digits FID."""
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -78,6 +79,10 @@ def test_run_arms_scores_every_arm_and_seed():
     assert_close(exp.scores["ls"]["radius"], exp.samples["ls"].norm(dim=-1).mean(1))
     rows = exp.table(baseline="gan").splitlines()
     assert rows[0] == "| arm | radius | radius - gan |" and rows[2].startswith("| gan | ") and "(baseline)" in rows[2]
+    assert exp.steps == 3 == exp.population.step
+    light = pickle.loads(pickle.dumps(exp.without_population()))  # what a map_processes worker returns
+    assert light.population is None and light.steps == 3 and exp.population is not None
+    assert_close(light.scores["ls"]["radius"], exp.scores["ls"]["radius"], rtol=0, atol=0)
 
 
 # --- convergence gates and gated verdicts -------------------------------------------------------
