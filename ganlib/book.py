@@ -167,7 +167,7 @@ def _auto_device() -> torch.device:
 
 def cpu_budget() -> int:
     """How many CPU cores a chapter may use: ``GANLIB_CPUS`` if set (``scripts/run_chapters.py``
-    sets it to 1 for a chapter that runs beside others, and to every core for one that runs
+    sets it to 1 for a chapter that runs beside others, and leaves it unset for one that runs
     alone), else every core this process may use."""
     value = os.environ.get("GANLIB_CPUS", "").strip()
     if not value:
