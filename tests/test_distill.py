@@ -347,6 +347,45 @@ def test_seed_batch_branch_tiles_seeds_into_arms_with_fresh_adam():
         stage1.set_lam([0.1])
 
 
+def test_stage_one_without_teacher_resumed_from_a_checkpoint_equals_the_in_process_schedule(tmp_path):
+    """Stage 1 never reads D_T, so it may train with teacher=None (e.g. beside the teacher, in another
+    process), be saved, and be resumed into stage 2 with the teacher: bit for bit the schedule run in
+    one process with the teacher from the start. A teacher is still required wherever λ > 0."""
+    teacher = _teacher_mlp()
+    c = cfg(ema_decay=0.8)
+    seed_everything(0)
+    together = DGLSeedBatch(make_g, make_sn_d, data(), c, seeds=[0, 1], teacher=teacher, lam=0.0)
+    together.fit(3)
+    ref = together.branch([0.0, 0.3])
+    ref.fit(6)
+
+    seed_everything(0)
+    alone = DGLSeedBatch(make_g, make_sn_d, data(), c, seeds=[0, 1], teacher=None, lam=0.0)
+    alone.fit(3)
+    path = alone.save(tmp_path / "stage1.pt")
+    torch.manual_seed(123)                                        # another process, another global RNG state
+    resumed = DGLSeedBatch(make_g, make_sn_d, data(), c, seeds=[0, 1], teacher=None, lam=0.0)
+    resumed.load(path)
+    stage2 = resumed.branch([0.0, 0.3], teacher=teacher)
+    assert stage2.teacher is teacher and resumed.teacher is None
+    stage2.fit(6)
+    for k in ref.g_params:
+        assert torch.equal(stage2.g_params[k], ref.g_params[k]), k
+    for k in ref.g_ema:
+        assert torch.equal(stage2.g_ema[k], ref.g_ema[k]), k
+    assert torch.equal(stage2.sample(4, ema=True), ref.sample(4, ema=True))
+    g_teacher = torch.tensor(stage2.history["g_teacher"])
+    assert torch.isfinite(g_teacher[:, 2:]).all()                # the λ = 0.3 arm read the teacher
+    assert torch.equal(g_teacher.nan_to_num(-1.0), torch.tensor(ref.history["g_teacher"]).nan_to_num(-1.0))
+
+    with pytest.raises(ValueError, match="needs the frozen teacher"):
+        DGLSeedBatch(make_g, make_sn_d, data(), c, seeds=[0, 1], teacher=None, lam=0.1)
+    with pytest.raises(ValueError, match="needs the frozen teacher"):
+        DGLSeedBatch(make_g, make_sn_d, data(), c, seeds=[0, 1], teacher=None, lam=0.0, monitor_teacher=True)
+    with pytest.raises(ValueError, match="needs the frozen teacher"):
+        alone.branch([0.0, 0.1])                                  # stage 2 without a teacher
+
+
 # --- sizes ---------------------------------------------------------------------------------------
 
 def test_parameter_and_mac_counts_by_hand():

@@ -270,15 +270,17 @@ class DGL(Standard):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.teacher is None:
-            raise ValueError("DGL needs the frozen teacher discriminator: DGL(teacher=D_T, lam=...)")
         self.lam = check_lambda(self.lam)
+        if self.teacher is None and (self.lam > 0 or self.monitor_teacher):
+            raise ValueError("DGL with λ > 0 (or monitor_teacher) needs the frozen teacher discriminator: "
+                             "DGL(teacher=D_T, lam=...); only a stage-1 arm (λ = 0) may leave it out")
 
     def bind(self, pop, arms):
         for field in ("teacher", "monitor_teacher", "loss"):
             _same(arms, field)
         bound = super().bind(pop, arms)
-        check_teacher(self.teacher, pop.G.export(0))
+        if self.teacher is not None:
+            check_teacher(self.teacher, pop.G.export(0))
         bound.set_lams(pop, pop.per_member(lambda arm: arm.lam))
         return bound
 
@@ -325,7 +327,8 @@ class DGLSeedBatch(PenalizedSeedBatch):
     with DGL-GAN's generator step: a population of :class:`DGL` arms, one per distinct λ.
 
     ``lam``: one λ for all models or one per model. ``monitor_teacher`` logs the teacher term even
-    at λ = 0. The student discriminators are trained on ``D_S``'s loss only; real batches and
+    at λ = 0. ``teacher=None`` is allowed when every λ is 0: stage 1 never reads D_T, so it can
+    train before (or beside) the teacher, and :meth:`branch` brings the teacher in for stage 2. The student discriminators are trained on ``D_S``'s loss only; real batches and
     latent codes per model exactly as :class:`SeedBatch` draws them (so λ = 0 equals a
     :class:`PenalizedSeedBatch` bit for bit), the teacher scoring the same ``G_S(z)`` fakes. Gradient
     penalties and spectral-normalized student discriminators work as in :class:`PenalizedSeedBatch`.
@@ -335,7 +338,7 @@ class DGLSeedBatch(PenalizedSeedBatch):
     """
 
     def __init__(self, make_generator: Callable[[], nn.Module], make_discriminator: Callable[[], nn.Module],
-                 source, config: TrainConfig, seeds: Sequence[int], teacher: nn.Module,
+                 source, config: TrainConfig, seeds: Sequence[int], teacher: nn.Module | None,
                  lam: float | Sequence[float] = PAPER_LAMBDA, device=None, monitor_teacher: bool = False,
                  d_penalty: Callable | None = None):
         seeds = list(seeds)
@@ -353,7 +356,7 @@ class DGLSeedBatch(PenalizedSeedBatch):
         return values
 
     @property
-    def teacher(self) -> nn.Module:
+    def teacher(self) -> nn.Module | None:
         return self.scheme.teacher
 
     @property
@@ -372,11 +375,12 @@ class DGLSeedBatch(PenalizedSeedBatch):
         """λ for every model (a number) or per model (a sequence of ``n_models`` numbers)."""
         self.scheme.set_lams(self, self._lams(lam, self.n_models))
 
-    def branch(self, lams: Sequence[float]) -> "DGLSeedBatch":
+    def branch(self, lams: Sequence[float], teacher: nn.Module | None = None) -> "DGLSeedBatch":
         """``len(lams) x S`` models continuing the current S from their current weights: arm ``a``
         (models ``a*S .. a*S+S-1``, in seed order) uses λ = ``lams[a]``. Fresh Adam states (the
         paper's stage 2), copied RNG states (every arm of a seed sees the same batches) and EMA
-        weights, a new history; the step count continues."""
+        weights, a new history; the step count continues. ``teacher`` (frozen) replaces this
+        batch's teacher, e.g. for a stage 1 trained without one."""
         if isinstance(lams, (int, float)):
             lams = [lams]
         lams = [check_lambda(v) for v in lams]
@@ -384,7 +388,8 @@ class DGLSeedBatch(PenalizedSeedBatch):
             raise ValueError("lams must name at least one arm")
         if len(set(lams)) != len(lams):
             raise ValueError(f"branch takes distinct λ values, got {lams}")
-        return super().branch(_lam_arms(self.teacher, lams, self.monitor_teacher, self.d_penalty))
+        teacher = self.teacher if teacher is None else teacher
+        return super().branch(_lam_arms(teacher, lams, self.monitor_teacher, self.d_penalty))
 
 
 def two_stage(stage1: DGLTrainer | DGLSeedBatch, stage1_steps: int, stage2_steps: int,
