@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import torch
 
+from ._cpus import cpu_budget, usable_cpus
+
 PROFILES = ("smoke", "book", "gpu", "gpu-dry")
 SMOKE_BANNER = "Smoke profile: tiny run that proves the chapter executes; its numbers are not results."
 DRY_BANNER = ("gpu-dry profile: the gpu profile's code path (models, image sizes, data, metrics) with a handful "
@@ -124,13 +126,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _n_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
@@ -153,7 +148,7 @@ def hardware_summary(device: torch.device | str | None = None, torch_version: bo
     elif dev.type == "mps":
         text = f"Apple GPU via MPS ({platform.machine()})"
     else:
-        text = f"CPU: {_cpu_model()} ({_n_cpus()} logical CPUs, {torch.backends.cpu.get_cpu_capability()} kernels)"
+        text = f"CPU: {_cpu_model()} ({usable_cpus()} logical CPUs, {torch.backends.cpu.get_cpu_capability()} kernels)"
     return f"{text}, torch {torch.__version__}" if torch_version else text
 
 
@@ -163,18 +158,6 @@ def _auto_device() -> torch.device:
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def cpu_budget() -> int:
-    """How many CPU cores a chapter may use: ``GANLIB_CPUS`` if set (``scripts/run_chapters.py``
-    sets it to 1 for a chapter that runs beside others, and leaves it unset for one that runs
-    alone), else every core this process may use."""
-    value = os.environ.get("GANLIB_CPUS", "").strip()
-    if not value:
-        return _n_cpus()
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"GANLIB_CPUS must be a positive integer, got {value!r}; unset it to use every core")
-    return int(value)
 
 
 def device(prefer: str | torch.device | None = None, verbose: bool = True,

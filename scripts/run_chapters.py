@@ -52,6 +52,18 @@ KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESH
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+def _ganlib_cpus():
+    """``ganlib/_cpus.py`` loaded by its path: ganlib.book's rule for the cores a chapter may use,
+    without importing ganlib (and torch) into this script."""
+    import importlib.util
+
+    here = Path(__file__).resolve().parents[1]  # this checkout's ganlib, whichever book REPO names
+    spec = importlib.util.spec_from_file_location("_ganlib_cpus", here / "ganlib" / "_cpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class ToolingError(Exception):
     """A problem the user can fix; main() prints it without a Python traceback."""
 
@@ -464,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ToolingError("--build-dir must not be inside book/ (executed copies never go next to sources)")
         for c in chapters:  # refuse bad names before spending minutes on earlier chapters
             validate_parameters(c.path, parameters)
+        try:  # what ganlib.book.cpu_budget() gives a chapter that runs alone; a bad value stops here
+            every_core = _ganlib_cpus().cpu_budget()
+        except ValueError as err:
+            raise ToolingError(str(err)) from None
         kernel = kernel_for_this_interpreter(build_dir)
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -512,13 +528,6 @@ def main(argv: list[str] | None = None) -> int:
     todo = [t for t in todo if t not in alone]
     if jobs > 1:
         todo = longest_first(todo, marks, timings, args.profile)
-    # what ganlib.book.cpu_budget() gives a chapter that runs alone (this script does not import torch)
-    if cores_set and cores_set.isdigit():
-        every_core = int(cores_set)
-    elif hasattr(os, "sched_getaffinity"):
-        every_core = len(os.sched_getaffinity(0))
-    else:
-        every_core = os.cpu_count() or 1
 
     def record_of(c, seconds, ok, parallel_jobs=jobs):
         record = {"profile": args.profile, "parameters": parameters, "status": "ok" if ok else "failed",

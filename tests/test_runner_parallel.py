@@ -110,6 +110,20 @@ def test_a_chapter_that_uses_every_core_runs_alone_after_the_others(tiny_book, m
     assert timings["x"]["cores"] == len(os.sched_getaffinity(0)) and timings["a"]["cores"] == 1
 
 
+def test_a_bad_ganlib_cpus_stops_the_runner_before_any_chapter(tiny_book, monkeypatch, capsys):
+    """The runner reads GANLIB_CPUS with ganlib.book's own rule (ganlib/_cpus.py): a value that
+    cpu_budget() would refuse inside every chapter stops the run at once, with the same message."""
+    run_chapters, root = tiny_book
+    _toc(root, ["a"])
+    build = root / "_build"
+    monkeypatch.setenv("GANLIB_CPUS", "two")
+    assert run_chapters.main(["--build-dir", str(build), "--profile", "smoke"]) != 0
+    assert "GANLIB_CPUS must be a positive integer, got 'two'" in capsys.readouterr().err
+    assert not (build / "executed" / "a.ipynb").exists()
+    monkeypatch.setenv("GANLIB_CPUS", "3")   # a good value is what a chapter alone may use
+    assert run_chapters._ganlib_cpus().cpu_budget() == 3
+
+
 def test_shared_chapters_start_longest_first(tiny_book):
     """LPT order for the chapters that share the cores: the build's last time for this profile
     first, else the notebook's ``book_seconds`` hint (book profile only); chapters with neither keep
