@@ -272,8 +272,9 @@ class DGL(Standard):
         super().__post_init__()
         self.lam = check_lambda(self.lam)
         if self.teacher is None and (self.lam > 0 or self.monitor_teacher):
-            raise ValueError("DGL with λ > 0 (or monitor_teacher) needs the frozen teacher discriminator: "
-                             "DGL(teacher=D_T, lam=...); only a stage-1 arm (λ = 0) may leave it out")
+            raise ValueError("DGL with λ > 0 (or monitor_teacher) needs the frozen teacher discriminator: pass "
+                             "teacher=D_T (DGLSeedBatch(..., teacher=D_T) or branch(lams, teacher=D_T)); only "
+                             "a stage-1 arm (λ = 0) may leave it out")
 
     def bind(self, pop, arms):
         for field in ("teacher", "monitor_teacher", "loss"):
@@ -328,7 +329,8 @@ class DGLSeedBatch(PenalizedSeedBatch):
 
     ``lam``: one λ for all models or one per model. ``monitor_teacher`` logs the teacher term even
     at λ = 0. ``teacher=None`` is allowed when every λ is 0: stage 1 never reads D_T, so it can
-    train before (or beside) the teacher, and :meth:`branch` brings the teacher in for stage 2. The student discriminators are trained on ``D_S``'s loss only; real batches and
+    train before (or beside) the teacher, and :meth:`branch` brings the teacher in for stage 2.
+    The student discriminators are trained on ``D_S``'s loss only; real batches and
     latent codes per model exactly as :class:`SeedBatch` draws them (so λ = 0 equals a
     :class:`PenalizedSeedBatch` bit for bit), the teacher scoring the same ``G_S(z)`` fakes. Gradient
     penalties and spectral-normalized student discriminators work as in :class:`PenalizedSeedBatch`.
