@@ -8,7 +8,6 @@ imports torch, loads this file by its path without importing the package.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 CPUS_VARIABLE = "GANLIB_CPUS"
 
@@ -21,11 +20,11 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_budget(environ: Mapping[str, str] | None = None) -> int:
+def cpu_budget() -> int:
     """How many CPU cores a chapter may use: ``GANLIB_CPUS`` if set (``scripts/run_chapters.py``
     sets it to 1 for a chapter that runs beside others, and leaves it unset for one that runs
     alone), else :func:`usable_cpus`. A value that is not a positive integer is refused."""
-    value = (os.environ if environ is None else environ).get(CPUS_VARIABLE, "").strip()
+    value = os.environ.get(CPUS_VARIABLE, "").strip()
     if not value:
         return usable_cpus()
     if not value.isdigit() or int(value) < 1:
