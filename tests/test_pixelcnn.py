@@ -118,3 +118,35 @@ def test_masked_conv_equals_full_masked_kernel(mask):
     x = torch.randn(2, 3, 5, 6)
     ref = F.conv2d(x, conv.weight * conv.mask, conv.bias, padding=(mask.shape[0] // 2, mask.shape[1] // 2))
     assert_close(conv(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_is_causal_in_training_and_off_in_eval():
+    """Dropout (as in VQ-VAE-2's priors) drops gated features, never a mask's zero: in training
+    mode with one fixed dropout draw the logits still ignore the future; in eval mode it is off."""
+    torch.manual_seed(0)
+    plain = GatedPixelCNN(K, width=8, n_layers=4, kernel=3, first_kernel=3)
+    torch.manual_seed(0)
+    dropped = GatedPixelCNN(K, width=8, n_layers=4, kernel=3, first_kernel=3, dropout=0.5)
+    codes = torch.randint(K, (1, H, W), generator=torch.Generator().manual_seed(3))
+    assert_close(dropped.eval()(codes), plain.eval()(codes))  # same weights, eval: dropout is off
+
+    dropped.train()
+    state = torch.get_rng_state()
+
+    def same_draw(c, cond=None):  # every call reuses one dropout mask
+        torch.set_rng_state(state)
+        return dropped(c, cond)
+
+    assert not torch.equal(same_draw(codes), plain(codes))  # training mode: features are dropped
+    assert not _dependence(same_draw, codes).triu().any()
+
+
+def test_zero_dropout_draws_no_random_numbers_and_bad_rates_are_refused():
+    torch.manual_seed(0)
+    model = GatedPixelCNN(K, width=8, n_layers=2, kernel=3, first_kernel=3, dropout=0.0).train()
+    state = torch.get_rng_state()
+    model(torch.zeros(2, H, W, dtype=torch.long))
+    assert torch.equal(torch.get_rng_state(), state)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout"):
+            GatedPixelCNN(K, width=8, dropout=bad)

@@ -107,9 +107,10 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
 
 
 class _GatedLayer(nn.Module):
-    def __init__(self, width: int, k: int, mask_type: str, cond_channels: int):
+    def __init__(self, width: int, k: int, mask_type: str, cond_channels: int, dropout: float = 0.0):
         super().__init__()
         self.residual = mask_type == "B"
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # p = 0 draws no random numbers
         self.v_conv = MaskedConv2d(width, 2 * width, vertical_mask(k))
         self.v_to_h = nn.Conv2d(2 * width, 2 * width, 1)
         self.h_conv = MaskedConv2d(width, 2 * width, horizontal_mask(k, mask_type))
@@ -122,7 +123,7 @@ class _GatedLayer(nn.Module):
         if s is not None:
             cv, ch = self.cond(s).chunk(2, dim=1)
             v_pre, h_pre = v_pre + cv, h_pre + ch
-        h_new = self.h_out(_gate(h_pre))
+        h_new = self.h_out(self.dropout(_gate(h_pre)))
         return _gate(v_pre), (h + h_new if self.residual else h_new)
 
 
@@ -135,11 +136,18 @@ class GatedPixelCNN(nn.Module):
     conditioning stack, upsampled ``cond_scale`` times (nearest) to the prior's resolution and
     added inside every gate as ``V * s`` (1x1 convolutions). The first layer uses
     ``first_kernel`` (7 in the paper), the others ``kernel``.
+
+    ``dropout``: rate of dropout on each layer's gated horizontal features, before the 1x1 that
+    feeds the residual stream (active in training mode only). The gated PixelCNN paper has none;
+    the VQ-VAE-2 priors use dropout, and a prior fitted to a few hundred code maps needs it to
+    generalise. 0 (the default) adds no layer and draws no random numbers.
     """
 
     def __init__(self, num_codes: int, width: int = 64, n_layers: int = 6, kernel: int = 3, first_kernel: int = 7,
-                 cond_codes: int | None = None, cond_scale: int = 2, n_cond_res: int = 2):
+                 cond_codes: int | None = None, cond_scale: int = 2, n_cond_res: int = 2, dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if int(num_codes) != num_codes or num_codes < 2 or width < 1 or n_layers < 1:
             raise ValueError(f"need num_codes >= 2, width >= 1 and n_layers >= 1, got {num_codes}, {width}, {n_layers}")
         if cond_codes is not None and (cond_codes < 2 or cond_scale < 1):
@@ -154,8 +162,8 @@ class GatedPixelCNN(nn.Module):
                                             nn.Conv2d(width, width, 1)))
             self.cond_stack = nn.ModuleList(blocks)
         cond_ch = width if cond_codes is not None else 0
-        self.layers = nn.ModuleList([_GatedLayer(width, first_kernel, "A", cond_ch)] +
-                                    [_GatedLayer(width, kernel, "B", cond_ch) for _ in range(n_layers - 1)])
+        self.layers = nn.ModuleList([_GatedLayer(width, first_kernel, "A", cond_ch, dropout)] +
+                                    [_GatedLayer(width, kernel, "B", cond_ch, dropout) for _ in range(n_layers - 1)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, num_codes, 1))
 
     def _check_codes(self, codes: torch.Tensor, n_codes: int, name: str) -> None:
