@@ -298,7 +298,7 @@ def _banner(text: str) -> None:
 # size, algorithm settings) must match KEPT_KEY, so a new key is classified on purpose, never by accident.
 COUNT_KEY = re.compile(r"n_(?!players$|critic$)\w+|\w*steps(_\w+)?|\w*seeds|\w+_every|\w*_eval|\w+_budget_s"
                        r"|\w+_subsets|\w+_points|\w+_lot|sizes|frames|resamples|stabilize|fade")
-KEPT_KEY = re.compile(r"lr(_\w+)?|\w*width\w*|\w*depth|\w*batch|\w*latent|\w*layers|\w*hidden|\w+_ks|\w+_ms"
+KEPT_KEY = re.compile(r"lr(_\w+)?|\w*dropout|\w*width\w*|\w*depth|\w*batch|\w*latent|\w*layers|\w*hidden|\w+_ks|\w+_ms"
                       r"|n_players|n_critic|wgan_(gp|ncritic)|grid_(players|ncritic)|fmap_\w+"
                       r"|num_codes|code_dim|dataset|image_size"
                       r"|per_class|full_reference|ema|extra_lam|lot|packs|ring_std|student_div|relative_arm")

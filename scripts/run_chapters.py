@@ -476,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ToolingError("--build-dir must not be inside book/ (executed copies never go next to sources)")
         for c in chapters:  # refuse bad names before spending minutes on earlier chapters
             validate_parameters(c.path, parameters)
+        cpus = _ganlib_cpus()
         try:  # what ganlib.book.cpu_budget() gives a chapter that runs alone; a bad value stops here
-            every_core = _ganlib_cpus().cpu_budget()
+            every_core = cpus.cpu_budget()
         except ValueError as err:
             raise ToolingError(str(err)) from None
         kernel = kernel_for_this_interpreter(build_dir)
@@ -502,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     if jobs > 1:  # the kernels inherit these: beside other chapters, BLAS and OpenMP get one thread each
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
-    cores_set = os.environ.get("GANLIB_CPUS")  # a value the caller set wins
+    cores_set = os.environ.get(cpus.CPUS_VARIABLE)  # a value the caller set wins
     print(f"Running {len(chapters)} chapter(s) with profile {args.profile!r}, kernel {kernel!r}, "
           f"parameters {parameters}" + (f", {jobs} at a time" if jobs > 1 else ""), flush=True)
     todo = []
@@ -551,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         import concurrent.futures as cf
         import multiprocessing
 
-        os.environ["GANLIB_CPUS"] = cores_set or "1"  # beside other chapters, a chapter has one core
+        os.environ[cpus.CPUS_VARIABLE] = cores_set or "1"  # beside other chapters, a chapter has one core
         with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = {}
             for i, c, out in todo:
@@ -568,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                     for other in futures:  # let the running chapters finish, start no new one
                         other.cancel()
     if cores_set is None:
-        os.environ.pop("GANLIB_CPUS", None)  # alone, a chapter may use every core
+        os.environ.pop(cpus.CPUS_VARIABLE, None)  # alone, a chapter may use every core
     for i, c, out in alone if not failed else []:
         print(f"[{i}/{len(chapters)}] {c.name} (alone: it uses every core) ...", flush=True)
         seconds, failed = _execute(c, out, *work)

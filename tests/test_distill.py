@@ -327,7 +327,8 @@ def test_seed_batch_branch_tiles_seeds_into_arms_with_fresh_adam():
     stage1 = DGLSeedBatch(make_g, make_sn_d, data(), cfg(), seeds=[0, 1], teacher=teacher, lam=0.0)
     stage1.fit(2)
     stage2 = stage1.branch([0.0, 0.1, 0.3])
-    assert stage2.n_models == 6 and stage2.seeds == [0, 1] * 3 and stage2.lam_values == [0.0] * 2 + [0.1] * 2 + [0.3] * 2
+    assert stage2.n_models == 6 and stage2.seeds == [0, 1] * 3
+    assert stage2.lam_values == [0.0] * 2 + [0.1] * 2 + [0.3] * 2
     assert len(stage2.opt_g.state) == 0 and stage2.step == 2
     for k, v in stage2.g_params.items():
         for a in range(3):
