@@ -94,6 +94,29 @@ def test_sampling_shapes_and_determinism(model):
         model.sample(2)
 
 
+def _sample_on_the_whole_map(model, n, shape, cond, generator):
+    """The plain loop: every draw runs the network on the whole map."""
+    s = model.condition(cond, shape)
+    codes = torch.zeros(n, *shape, dtype=torch.long)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            probs = torch.softmax(model._logits(codes, s)[:, :, i, j], dim=1)
+            codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return codes
+
+
+def test_sampling_on_the_rows_so_far_draws_what_the_whole_map_draws(model):
+    # sample() runs the network on rows <= i for row i: the same logits, so the same draws
+    gen = lambda: torch.Generator().manual_seed(3)
+    assert torch.equal(model.sample(50, shape=(H, W), generator=gen()),
+                       _sample_on_the_whole_map(model, 50, (H, W), None, gen()))
+    torch.manual_seed(1)
+    cm = GatedPixelCNN(K, width=8, n_layers=3, first_kernel=5, cond_codes=4, cond_scale=2).eval()
+    cond = torch.randint(4, (50, 3, 2))
+    assert torch.equal(cm.sample(50, cond=cond, generator=gen()),
+                       _sample_on_the_whole_map(cm, 50, (6, 4), cond, gen()))
+
+
 def test_sampling_follows_the_model():
     # a prior whose logits ignore the input: the head's bias alone sets p; samples follow it
     torch.manual_seed(0)

@@ -219,7 +219,9 @@ class GatedPixelCNN(nn.Module):
 
         ``shape`` (H, W) is needed without ``cond``; with it, it is ``cond``'s size times
         ``cond_scale``. Draws use ``generator`` (on the model's device), so a seeded generator
-        gives the same maps.
+        gives the same maps. The logits of row ``i`` depend on rows ``<= i`` only (the masks are
+        causal and padding is per row), so each draw runs the network on the rows so far, not on
+        the whole map: for a 4-row map, 10/16 of the work.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -234,7 +236,8 @@ class GatedPixelCNN(nn.Module):
         s = self.condition(cond, (H, W))
         codes = torch.zeros(n, H, W, dtype=torch.long, device=device)
         for i in range(H):
+            rows, s_rows = codes[:, : i + 1], None if s is None else s[:, :, : i + 1]  # views
             for j in range(W):
-                probs = torch.softmax(self._logits(codes, s)[:, :, i, j].float() / temperature, dim=1)
+                probs = torch.softmax(self._logits(rows, s_rows)[:, :, i, j].float() / temperature, dim=1)
                 codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return codes
