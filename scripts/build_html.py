@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_student_version import BEGIN, FENCE_OPEN  # noqa: E402
-from run_chapters import REPO, ToolingError, executed_path, read_toc, sha256  # noqa: E402
+from run_chapters import REPO, ToolingError, chapter_marks, executed_path, read_toc, sha256  # noqa: E402
 
 TOP_LEVEL = ["_config.yml", "_toc.yml", "references.bib", "_widgets_js", "_ext"]
 SKIP_IN_BOOK = {"__pycache__", ".ipynb_checkpoints", "checkpoints"}
@@ -130,8 +130,13 @@ def collapse_solutions(nb) -> dict:
     return stats
 
 
+BOOK_TARGET_MIN = 5  # the book profile's run-time target per chapter on a 2-core CPU (course page)
+
+
 def timings_markdown(build_dir: Path, entries) -> str:
-    """A table of the measured chapter run times, included by book/course.md."""
+    """A table of the measured chapter run times, included by book/course.md; for the ``book``
+    profile, each against its target (``BOOK_TARGET_MIN``, or the notebook's
+    ``"ganlib": {"book_target_min": ...}``), so an over-target chapter shows as such."""
     try:
         data = json.loads((build_dir / "executed" / "timings.json").read_text())
     except (OSError, ValueError):
@@ -143,7 +148,11 @@ def timings_markdown(build_dir: Path, entries) -> str:
             continue
         hardware = rec.get("hardware") or hardware
         gpu = (rec.get("hardware") or {}).get("gpu") or "none (CPU only)"
-        rows.append(f"| {Path(e.name).name} | `{rec['profile']}` | {rec['wall_time_s']:.0f} s | "
+        target = "—"
+        if rec["profile"] == "book":
+            minutes = chapter_marks(e).get("book_target_min", BOOK_TARGET_MIN)
+            target = f"{minutes} min: " + ("within" if rec["wall_time_s"] <= 60 * minutes else "**over**")
+        rows.append(f"| {Path(e.name).name} | `{rec['profile']}` | {rec['wall_time_s']:.0f} s | {target} | "
                     f"{rec.get('cores', 1)} | {gpu} |")
     if not rows:
         return "*(No measured run times: this build has no timings.json.)*\n"
@@ -153,7 +162,7 @@ def timings_markdown(build_dir: Path, entries) -> str:
             f"torch {hw.get('torch', '?')}. *Cores*: how many the chapter had to itself (one when it ran "
             f"beside another chapter; a chapter that spreads its independent runs over processes, "
             f"`book.map_processes`, ran alone on all of them):\n\n")
-    return (head + "| chapter | profile | wall time | cores | GPU |\n|---|---|---|---|---|\n"
+    return (head + "| chapter | profile | wall time | target | cores | GPU |\n|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
 
 

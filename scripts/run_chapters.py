@@ -395,6 +395,8 @@ def chapter_marks(entry: TocEntry) -> dict:
     - ``"book_seconds"``: about how long its ``book`` profile takes on one core (the 2-core EPYC of
       the course page); only a scheduling hint: chapters that share the cores start longest first,
       so that no long one starts last while the other cores idle.
+    - ``"book_target_min"``: its ``book`` profile's run-time target, where it is not the usual 5
+      minutes (the course page's timings table compares each chapter's time with it).
     """
     import nbformat
 

@@ -6,6 +6,7 @@ tiny notebooks built in tmp_path.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -185,6 +186,22 @@ def test_staging_collapses_solutions_and_leaves_the_rest():
     assert nb.cells[5].source == ("````{admonition} Solution\n:class: dropdown solution\n\n"
                                   "Answer:\n\n```python\n2 * x\n```\n````\n")
     assert nb.cells[6].source.startswith("```{exercise} Title\n:label: ex-a\n\nDo it.")  # exercises stay open
+
+
+def test_timings_table_compares_book_runs_with_their_targets(tmp_path):
+    build, run = _load("build_html"), _load("run_chapters")
+    entries = []
+    for name, marks in [("a", {}), ("b", {"book_target_min": 8}), ("c", {}), ("d", {})]:
+        nb = nbformat.v4.new_notebook(metadata={"ganlib": marks})
+        nbformat.write(nb, str(tmp_path / f"{name}.ipynb"))
+        entries.append(run.TocEntry(name, tmp_path / f"{name}.ipynb", None))
+    book = lambda s: {"profile": "book", "status": "ok", "wall_time_s": s, "cores": 2}
+    timings = {"chapters": {"a": book(301.0), "b": book(479.0), "c": book(300.0),
+                            "d": {**book(900.0), "profile": "smoke"}}}
+    (tmp_path / "executed").mkdir()
+    (tmp_path / "executed" / "timings.json").write_text(json.dumps(timings))
+    rows = [r for r in build.timings_markdown(tmp_path, entries).splitlines() if r.startswith("| ")][1:]
+    assert [r.split(" | ")[3] for r in rows] == ["5 min: **over**", "8 min: within", "5 min: within", "—"]
 
 
 def test_bibliography_labels_are_author_year_like_the_citations():
