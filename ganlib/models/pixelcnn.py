@@ -219,9 +219,9 @@ class GatedPixelCNN(nn.Module):
 
         ``shape`` (H, W) is needed without ``cond``; with it, it is ``cond``'s size times
         ``cond_scale``. Draws use ``generator`` (on the model's device), so a seeded generator
-        gives the same maps. The logits of row ``i`` depend on rows ``<= i`` only (the masks are
-        causal and padding is per row), so each draw runs the network on the rows so far, not on
-        the whole map: for a 4-row map, 10/16 of the work.
+        gives the same maps. The logits of row ``i`` depend on rows ``<= i`` only (no kernel has a
+        tap below its output row), so each draw runs the network on the rows so far, not on the
+        whole map: for a 4-row map, 10/16 of the work.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
